@@ -1,0 +1,306 @@
+//! Manifests, indexes and configs: OCI and Docker schema 2, parsed strictly.
+
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use serde::Deserialize;
+
+use crate::digest::Sha256Digest;
+use crate::error::{Error, Result};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+
+/// Accept header for manifest requests, most preferred first.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// Manifests larger than this are refused (containers/image uses 4 MiB too).
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+/// Configs larger than this are refused.
+pub const MAX_CONFIG_SIZE: u64 = 16 << 20;
+
+/// How a layer blob is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// The compression of a layer media type, or an error for anything that is not a tar layer.
+pub fn layer_compression(media_type: &str) -> Option<Compression> {
+    match media_type {
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+        | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
+        _ => None,
+    }
+}
+
+/// A manifest or index as fetched: its bytes and their digest.
+#[derive(Debug, Clone)]
+pub struct RawManifest {
+    pub bytes: Vec<u8>,
+    pub digest: Sha256Digest,
+    /// Media type announced by the source (Content-Type or descriptor), if any.
+    pub media_type: Option<String>,
+}
+
+/// What a manifest document turned out to be.
+#[derive(Debug)]
+pub enum Parsed {
+    Manifest(Box<ImageManifest>),
+    Index(Box<ImageIndex>),
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(rename = "schemaVersion")]
+    schema_version: Option<u32>,
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    manifests: Option<serde_json::Value>,
+    layers: Option<serde_json::Value>,
+}
+
+/// Parse a manifest or index, checking the media type against the document.
+/// `what` names the image for error messages.
+pub fn parse_manifest(raw: &RawManifest, what: &str) -> Result<Parsed> {
+    let probe: Probe = serde_json::from_slice(&raw.bytes).map_err(|e| {
+        Error::Invalid(format!(
+            "{what}: manifest {} is not valid JSON: {e}",
+            raw.digest
+        ))
+    })?;
+    let announced = raw
+        .media_type
+        .as_deref()
+        .map(|m| m.split(';').next().unwrap_or(m).trim())
+        .filter(|m| !m.is_empty() && *m != "application/json" && *m != "application/octet-stream");
+    let mt = match (probe.media_type.as_deref(), announced) {
+        (Some(doc), Some(ann)) if doc != ann => {
+            return Err(Error::Invalid(format!(
+                "{what}: manifest {} says media type {doc} but was served as {ann}",
+                raw.digest
+            )))
+        }
+        (Some(doc), _) => doc.to_string(),
+        (None, Some(ann)) => ann.to_string(),
+        (None, None) => {
+            if probe.manifests.is_some() {
+                OCI_INDEX.to_string()
+            } else if probe.layers.is_some() {
+                OCI_MANIFEST.to_string()
+            } else {
+                return Err(Error::Invalid(format!(
+                    "{what}: manifest {} has no media type and is neither an image manifest nor an index",
+                    raw.digest
+                )));
+            }
+        }
+    };
+    if probe.schema_version != Some(2) {
+        return Err(Error::Invalid(format!(
+            "{what}: manifest {} has schemaVersion {:?}; only schema version 2 is supported",
+            raw.digest, probe.schema_version
+        )));
+    }
+    match mt.as_str() {
+        OCI_MANIFEST | DOCKER_MANIFEST => {
+            let m: ImageManifest = serde_json::from_slice(&raw.bytes).map_err(|e| {
+                Error::Invalid(format!("{what}: malformed image manifest {}: {e}", raw.digest))
+            })?;
+            Ok(Parsed::Manifest(Box::new(m)))
+        }
+        OCI_INDEX | DOCKER_LIST => {
+            let i: ImageIndex = serde_json::from_slice(&raw.bytes).map_err(|e| {
+                Error::Invalid(format!("{what}: malformed image index {}: {e}", raw.digest))
+            })?;
+            Ok(Parsed::Index(Box::new(i)))
+        }
+        DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED => Err(Error::Invalid(format!(
+            "{what}: Docker schema 1 manifests are not supported; push the image again with a current tool"
+        ))),
+        other => Err(Error::Invalid(format!(
+            "{what}: unsupported manifest media type {other}"
+        ))),
+    }
+}
+
+/// The platform ociboot runs on, in OCI terms.
+pub fn host_platform() -> (&'static str, &'static str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    ("linux", arch)
+}
+
+/// Pick the manifest for `os/arch` from an index.
+pub fn select_platform<'a>(
+    index: &'a ImageIndex,
+    os: &str,
+    arch: &str,
+    what: &str,
+) -> Result<&'a Descriptor> {
+    let manifests = index.manifests();
+    let is_manifest = |d: &Descriptor| {
+        let mt = d.media_type().to_string();
+        mt == OCI_MANIFEST || mt == DOCKER_MANIFEST
+    };
+    let candidates: Vec<&Descriptor> = manifests.iter().filter(|d| is_manifest(d)).collect();
+    if let Some(d) = candidates.iter().find(|d| {
+        d.platform()
+            .as_ref()
+            .is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch)
+    }) {
+        return Ok(d);
+    }
+    if candidates.len() == 1 && candidates[0].platform().is_none() {
+        return Ok(candidates[0]);
+    }
+    let available: Vec<String> = manifests
+        .iter()
+        .filter_map(|d| d.platform().as_ref())
+        .map(|p| format!("{}/{}", p.os(), p.architecture()))
+        .collect();
+    Err(Error::NotFound(format!(
+        "{what}: the image index has no manifest for {os}/{arch} (available: {})",
+        if available.is_empty() {
+            "none".to_string()
+        } else {
+            available.join(", ")
+        }
+    )))
+}
+
+/// Check a manifest's descriptors before anything is downloaded: sha256 digests, known layer
+/// media types, a config that is a container image config.
+pub fn validate_manifest(m: &ImageManifest, what: &str) -> Result<()> {
+    let cfg_mt = m.config().media_type().to_string();
+    if cfg_mt != OCI_CONFIG && cfg_mt != DOCKER_CONFIG {
+        return Err(Error::Invalid(format!(
+            "{what}: config media type {cfg_mt} is not a container image configuration"
+        )));
+    }
+    Sha256Digest::try_from(m.config().digest())
+        .map_err(|e| Error::Invalid(format!("{what}: config descriptor: {e}")))?;
+    for (i, l) in m.layers().iter().enumerate() {
+        let mt = l.media_type().to_string();
+        if layer_compression(&mt).is_none() {
+            return Err(Error::Invalid(format!(
+                "{what}: layer {i} ({}) has unsupported media type {mt}",
+                l.digest()
+            )));
+        }
+        Sha256Digest::try_from(l.digest())
+            .map_err(|e| Error::Invalid(format!("{what}: layer {i}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Parse a config and check it matches the manifest (one diff_id per layer).
+pub fn parse_config(bytes: &[u8], m: &ImageManifest, what: &str) -> Result<ImageConfiguration> {
+    let c: ImageConfiguration = serde_json::from_slice(bytes).map_err(|e| {
+        Error::Invalid(format!(
+            "{what}: malformed image config {}: {e}",
+            m.config().digest()
+        ))
+    })?;
+    let n = c.rootfs().diff_ids().len();
+    if n != m.layers().len() {
+        return Err(Error::Invalid(format!(
+            "{what}: config lists {n} diff_ids but the manifest has {} layers",
+            m.layers().len()
+        )));
+    }
+    for d in c.rootfs().diff_ids() {
+        d.parse::<Sha256Digest>()
+            .map_err(|e| Error::Invalid(format!("{what}: config diff_id: {e}")))?;
+    }
+    Ok(c)
+}
+
+/// The version label bootc shows: `org.opencontainers.image.version`, else legacy `version`.
+pub fn version_label(c: &ImageConfiguration) -> Option<String> {
+    let labels = c.config().as_ref()?.labels().as_ref()?;
+    labels
+        .get("org.opencontainers.image.version")
+        .or_else(|| labels.get("version"))
+        .cloned()
+}
+
+/// The timestamp bootc shows: label `org.opencontainers.image.created`, else the config's `created`.
+pub fn created_timestamp(c: &ImageConfiguration) -> Option<String> {
+    c.config()
+        .as_ref()
+        .and_then(|cc| cc.labels().as_ref())
+        .and_then(|l| l.get("org.opencontainers.image.created").cloned())
+        .or_else(|| c.created().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str, mt: Option<&str>) -> RawManifest {
+        RawManifest {
+            bytes: s.as_bytes().to_vec(),
+            digest: Sha256Digest::of(s.as_bytes()),
+            media_type: mt.map(str::to_string),
+        }
+    }
+
+    const M: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":3,"digest":"sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"}]}"#;
+
+    #[test]
+    fn docker_manifest_parses() {
+        let p = parse_manifest(&raw(M, Some(DOCKER_MANIFEST)), "img").unwrap();
+        let Parsed::Manifest(m) = p else { panic!() };
+        validate_manifest(&m, "img").unwrap();
+        assert_eq!(m.layers().len(), 1);
+    }
+
+    #[test]
+    fn bad_manifests_are_refused() {
+        assert!(parse_manifest(&raw("{", None), "img")
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON"));
+        assert!(parse_manifest(&raw(M, Some(OCI_MANIFEST)), "img").is_err());
+        let e = parse_manifest(&raw(r#"{"schemaVersion":1}"#, None), "img").unwrap_err();
+        assert!(e.to_string().contains("img"), "{e}");
+        let e = parse_manifest(
+            &raw(r#"{"schemaVersion":2,"mediaType":"text/x"}"#, None),
+            "img",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("unsupported manifest media type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn compression() {
+        assert_eq!(
+            layer_compression("application/vnd.oci.image.layer.v1.tar+zstd"),
+            Some(Compression::Zstd)
+        );
+        assert_eq!(layer_compression("application/vnd.example"), None);
+    }
+}

@@ -1,0 +1,268 @@
+//! Writing a merged tree out as a root filesystem (`ociboot image unpack`).
+//!
+//! Every node is created relative to the file descriptor of its parent directory, which this
+//! code itself created: no path is ever resolved through a symlink, so nothing can be written
+//! outside the destination. File contents are copied from the store (`copy_file_range`, which
+//! reflinks where the filesystem can), never hardlinked: the destination is the user's to change.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+
+use crate::error::{Error, IoContext, Result};
+use crate::objects::{apply_meta_fd, ObjectId};
+use crate::store::Store;
+use crate::tree::{show, Content, Meta, Node, Tree};
+
+/// Counters of an unpack.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UnpackStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub hardlinks: u64,
+}
+
+struct Ctx<'a> {
+    store: &'a Store,
+    dest_fd: OwnedFd,
+    /// hardlink group -> (path created first, its object, its metadata)
+    groups: HashMap<Vec<u8>, (Vec<u8>, ObjectId, Meta)>,
+    stats: UnpackStats,
+}
+
+fn times(mtime: i64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// Write `tree` into `dest`, which must not exist or be an empty directory.
+pub fn unpack(store: &Store, tree: &Tree, dest: &Path) -> Result<UnpackStats> {
+    match std::fs::read_dir(dest) {
+        Ok(mut rd) => {
+            if rd.next().is_some() {
+                return Err(Error::Usage(format!(
+                    "{} exists and is not empty",
+                    dest.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(dest).ctx(|| format!("creating {}", dest.display()))?;
+        }
+        Err(e) => return Err(Error::path(dest, e)),
+    }
+    let dest_fd = rustix::fs::open(
+        dest,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .ctx(|| format!("opening {}", dest.display()))?;
+    let mut ctx = Ctx {
+        store,
+        dest_fd,
+        groups: HashMap::new(),
+        stats: UnpackStats::default(),
+    };
+    let Content::Dir(children) = &tree.root.content else {
+        return Err(Error::Corrupt("tree root is not a directory".into()));
+    };
+    let root = ctx.dest_fd.try_clone().ctx(|| "dup".to_string())?;
+    let mut path = Vec::new();
+    for (name, node) in children {
+        ctx.write_node(&root, &mut path, name, node)?;
+    }
+    apply_meta_fd(&root, &tree.root.meta)?;
+    rustix::fs::futimens(&root, &times(tree.root.meta.mtime))
+        .ctx(|| format!("setting times of {}", dest.display()))?;
+    Ok(ctx.stats)
+}
+
+fn set_xattrs_at(
+    dir: &OwnedFd,
+    name: &[u8],
+    xattrs: &[(Vec<u8>, Vec<u8>)],
+    what: &str,
+) -> Result<()> {
+    if xattrs.is_empty() {
+        return Ok(());
+    }
+    use std::os::fd::AsRawFd;
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name);
+    let p = CString::new(p).map_err(|_| Error::Layer(format!("{what}: NUL in name")))?;
+    for (k, v) in xattrs {
+        let k = CString::new(k.clone())
+            .map_err(|_| Error::Layer(format!("{what}: NUL in xattr name")))?;
+        rustix::fs::lsetxattr(
+            p.as_c_str(),
+            k.as_c_str(),
+            v,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .ctx(|| format!("setting xattr {} on {what}", k.to_string_lossy()))?;
+    }
+    Ok(())
+}
+
+impl Ctx<'_> {
+    fn write_node(
+        &mut self,
+        dir: &OwnedFd,
+        path: &mut Vec<u8>,
+        name: &[u8],
+        node: &Node,
+    ) -> Result<()> {
+        let len = path.len();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+        let res = self.write_node_inner(dir, path, name, node);
+        path.truncate(len);
+        res
+    }
+
+    fn write_node_inner(
+        &mut self,
+        dir: &OwnedFd,
+        path: &mut Vec<u8>,
+        name: &[u8],
+        node: &Node,
+    ) -> Result<()> {
+        let what = show(path);
+        let m = &node.meta;
+        self.stats.entries += 1;
+        match &node.content {
+            Content::Dir(children) => {
+                rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
+                    .ctx(|| format!("creating directory {what}"))?;
+                let fd = rustix::fs::openat(
+                    dir,
+                    name,
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx(|| format!("opening {what}"))?;
+                for (n, c) in children {
+                    self.write_node(&fd, path, n, c)?;
+                }
+                apply_meta_fd(&fd, m).map_err(|e| annotate(e, &what))?;
+                rustix::fs::futimens(&fd, &times(m.mtime))
+                    .ctx(|| format!("setting times of {what}"))?;
+            }
+            Content::File { object, size, link } => {
+                let group = link.clone().unwrap_or_else(|| path.clone());
+                if let Some((first, obj, meta)) = self.groups.get(&group) {
+                    if obj == object && meta == m {
+                        rustix::fs::linkat(
+                            &self.dest_fd,
+                            first.as_slice(),
+                            dir,
+                            name,
+                            AtFlags::empty(),
+                        )
+                        .ctx(|| format!("hardlinking {what} to {}", show(first)))?;
+                        self.stats.hardlinks += 1;
+                        return Ok(());
+                    }
+                }
+                let src_path = self.store.object_path(object);
+                let mut src = File::open(&src_path)
+                    .ctx(|| format!("opening object {} for {what}", object.hex()))?;
+                let fd = rustix::fs::openat(
+                    dir,
+                    name,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .ctx(|| format!("creating {what}"))?;
+                let mut out = File::from(fd);
+                let n = std::io::copy(&mut src, &mut out).ctx(|| format!("writing {what}"))?;
+                if n != *size {
+                    return Err(Error::Corrupt(format!(
+                        "object {} for {what} has {n} bytes, expected {size}",
+                        object.hex()
+                    )));
+                }
+                apply_meta_fd(&out, m).map_err(|e| annotate(e, &what))?;
+                rustix::fs::futimens(out.as_fd(), &times(m.mtime))
+                    .ctx(|| format!("setting times of {what}"))?;
+                self.stats.bytes += n;
+                self.groups
+                    .entry(group)
+                    .or_insert_with(|| (path.clone(), *object, m.clone()));
+            }
+            Content::Symlink(target) => {
+                rustix::fs::symlinkat(target.as_slice(), dir, name)
+                    .ctx(|| format!("creating symlink {what}"))?;
+                self.owner_times_nofollow(dir, name, m, &what)?;
+                set_xattrs_at(dir, name, &m.xattrs, &what)?;
+            }
+            Content::Fifo | Content::CharDevice(..) | Content::BlockDevice(..) => {
+                let (ft, dev) = match node.content {
+                    Content::Fifo => (FileType::Fifo, 0),
+                    Content::CharDevice(a, b) => {
+                        (FileType::CharacterDevice, rustix::fs::makedev(a, b))
+                    }
+                    Content::BlockDevice(a, b) => {
+                        (FileType::BlockDevice, rustix::fs::makedev(a, b))
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                rustix::fs::mknodat(dir, name, ft, Mode::from_raw_mode(0o600), dev)
+                    .ctx(|| format!("creating {} {what}", node.type_name()))?;
+                rustix::fs::chownat(
+                    dir,
+                    name,
+                    Some(rustix::fs::Uid::from_raw(m.uid)),
+                    Some(rustix::fs::Gid::from_raw(m.gid)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .ctx(|| format!("chown {what}"))?;
+                rustix::fs::chmodat(dir, name, Mode::from_raw_mode(m.mode), AtFlags::empty())
+                    .ctx(|| format!("chmod {what}"))?;
+                set_xattrs_at(dir, name, &m.xattrs, &what)?;
+                rustix::fs::utimensat(dir, name, &times(m.mtime), AtFlags::SYMLINK_NOFOLLOW)
+                    .ctx(|| format!("setting times of {what}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn owner_times_nofollow(&self, dir: &OwnedFd, name: &[u8], m: &Meta, what: &str) -> Result<()> {
+        rustix::fs::chownat(
+            dir,
+            name,
+            Some(rustix::fs::Uid::from_raw(m.uid)),
+            Some(rustix::fs::Gid::from_raw(m.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .ctx(|| format!("chown {what}"))?;
+        rustix::fs::utimensat(dir, name, &times(m.mtime), AtFlags::SYMLINK_NOFOLLOW)
+            .ctx(|| format!("setting times of {what}"))
+    }
+}
+
+fn annotate(e: Error, what: &str) -> Error {
+    match e {
+        Error::Io { context, source } => Error::Io {
+            context: format!("{what}: {context}"),
+            source,
+        },
+        o => o,
+    }
+}

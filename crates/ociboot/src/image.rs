@@ -1,0 +1,202 @@
+//! `ociboot image …`
+
+use anyhow::{Context, Result};
+use ociboot_oci::{fetch_image, open_source, ImageReference, RegistryOptions};
+use ociboot_store::{unpack, Store};
+
+use crate::cli::{Global, ImageCommand, ListFormat};
+use crate::output::{human_size, short_digest};
+use crate::progress::Reporter;
+
+fn parse_ref(s: &str) -> Result<ImageReference> {
+    Ok(s.parse::<ImageReference>()?)
+}
+
+fn open_write(g: &Global, rep: &Reporter) -> Result<Store> {
+    use ociboot_store::PullProgress;
+    Ok(Store::open_write(&g.sysroot, &|h| rep.waiting_for_lock(h))?)
+}
+
+fn open_read(g: &Global, rep: &Reporter) -> Result<Option<Store>> {
+    use ociboot_store::PullProgress;
+    match Store::open_read(&g.sysroot, &|h| rep.waiting_for_lock(h)) {
+        Ok(s) => Ok(Some(s)),
+        Err(ociboot_store::Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn say(g: &Global, msg: impl std::fmt::Display) {
+    if !g.quiet {
+        println!("{msg}");
+    }
+}
+
+pub fn run(g: &Global, cmd: ImageCommand) -> Result<()> {
+    let rep = Reporter::new(g.quiet);
+    match cmd {
+        ImageCommand::Pull { image } => {
+            let r = parse_ref(&image)?;
+            let opts = RegistryOptions::from_env()?;
+            let store = open_write(g, &rep)?;
+            let out = store.pull(&r, &opts, &rep)?;
+            if out.already_present {
+                say(
+                    g,
+                    format_args!("Image {r} is up to date ({})", out.manifest_digest),
+                );
+            } else {
+                say(g, format_args!("Pulled {r}"));
+                say(g, format_args!("  Digest: {}", out.manifest_digest));
+                say(
+                    g,
+                    format_args!(
+                        "  Layers: {} fetched, {} already stored; {} new objects ({})",
+                        out.layers_fetched,
+                        out.layers_cached,
+                        out.stats.new_objects,
+                        human_size(out.stats.new_bytes)
+                    ),
+                );
+            }
+        }
+        ImageCommand::List { format } => {
+            let list = match open_read(g, &rep)? {
+                Some(s) => s.list()?,
+                None => Vec::new(),
+            };
+            match format {
+                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+                ListFormat::Table => {
+                    let w = list
+                        .iter()
+                        .map(|i| i.reference.len())
+                        .max()
+                        .unwrap_or(0)
+                        .max(9);
+                    println!(
+                        "{:<w$}  {:<12}  {:<16}  {:>10}  {:>10}",
+                        "REFERENCE", "DIGEST", "VERSION", "SIZE", "UNPACKED"
+                    );
+                    for i in &list {
+                        println!(
+                            "{:<w$}  {:<12}  {:<16}  {:>10}  {:>10}",
+                            i.reference,
+                            short_digest(&i.digest),
+                            i.version.as_deref().unwrap_or("-"),
+                            human_size(i.size),
+                            human_size(i.unpacked_size)
+                        );
+                    }
+                }
+            }
+        }
+        ImageCommand::Inspect { image } => {
+            let stored = match open_read(g, &rep)? {
+                Some(s) => match s.find(&image) {
+                    Ok(d) => {
+                        let (m, c) = s.manifest_and_config(&d)?;
+                        Some((d, m, c))
+                    }
+                    Err(ociboot_store::Error::NotFound(_)) => None,
+                    Err(e) => return Err(e.into()),
+                },
+                None => None,
+            };
+            let (digest, m, c) = match stored {
+                Some(x) => x,
+                None => {
+                    let r = parse_ref(&image)?;
+                    let mut src = open_source(&r, &RegistryOptions::from_env()?)?;
+                    let f = fetch_image(src.as_mut()).with_context(|| format!("inspecting {r}"))?;
+                    (f.manifest_digest, f.manifest_bytes, f.config_bytes)
+                }
+            };
+            let v = serde_json::json!({
+                "digest": digest.to_string(),
+                "manifest": serde_json::from_slice::<serde_json::Value>(&m)?,
+                "config": serde_json::from_slice::<serde_json::Value>(&c)?,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        ImageCommand::Unpack { image, dest } => {
+            let store = open_write(g, &rep)?;
+            let d = match store.find(&image) {
+                Ok(d) => d,
+                Err(ociboot_store::Error::NotFound(_)) => {
+                    let r = parse_ref(&image)?;
+                    let opts = RegistryOptions::from_env()?;
+                    store.pull(&r, &opts, &rep)?.manifest_digest
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let tree = store.tree(&d)?;
+            let st = unpack(&store, &tree, &dest)
+                .with_context(|| format!("unpacking {image} to {}", dest.display()))?;
+            say(
+                g,
+                format_args!(
+                    "Unpacked {image} ({}) to {}: {} entries, {}",
+                    short_digest(&d),
+                    dest.display(),
+                    st.entries,
+                    human_size(st.bytes)
+                ),
+            );
+        }
+        ImageCommand::Rm { images } => {
+            let store = open_write(g, &rep)?;
+            for i in &images {
+                let removed = store.remove(i)?;
+                for r in removed {
+                    say(g, format_args!("Removed {r}"));
+                }
+            }
+            let rep = store.prune(&[])?;
+            say(
+                g,
+                format_args!(
+                    "Freed {} ({} objects, {} layers, {} images)",
+                    human_size(rep.bytes),
+                    rep.objects,
+                    rep.layers,
+                    rep.images
+                ),
+            );
+        }
+        ImageCommand::Prune => {
+            let store = open_write(g, &rep)?;
+            let rep = store.prune(&[])?;
+            say(
+                g,
+                format_args!(
+                    "Freed {} ({} objects, {} layers, {} images)",
+                    human_size(rep.bytes),
+                    rep.objects,
+                    rep.layers,
+                    rep.images
+                ),
+            );
+        }
+        ImageCommand::Fsck { contents } => {
+            let Some(store) = open_read(g, &rep)? else {
+                say(g, "No store: nothing to check");
+                return Ok(());
+            };
+            let problems = store.fsck(contents)?;
+            if problems.is_empty() {
+                say(g, "Store is consistent");
+            } else {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                anyhow::bail!(
+                    "{} problem(s) found in {}",
+                    problems.len(),
+                    store.root().display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
