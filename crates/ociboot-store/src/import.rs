@@ -6,9 +6,10 @@ use std::io::{self, BufReader, Read};
 
 use flate2::bufread::MultiGzDecoder;
 use ociboot_oci::{Compression, HashingReader, Sha256Digest};
+use sha2::Digest as _;
 
 use crate::error::{Error, Result};
-use crate::objects::Staging;
+use crate::objects::{ObjectId, Staging, INLINE_MAX};
 use crate::tree::{normalize_entry_path, show, Content, LayerOp, Meta, Node};
 
 /// Counts bytes for a progress callback.
@@ -34,7 +35,7 @@ impl<R: Read, F: FnMut(u64)> Read for ProgressReader<R, F> {
 }
 
 enum Decoder<R: Read> {
-    Plain(R),
+    Plain(BufReader<R>),
     Gzip(Box<MultiGzDecoder<BufReader<R>>>),
     Zstd(zstd::stream::read::Decoder<'static, BufReader<R>>),
 }
@@ -42,7 +43,7 @@ enum Decoder<R: Read> {
 impl<R: Read> Decoder<R> {
     fn new(r: R, c: Compression) -> io::Result<Self> {
         Ok(match c {
-            Compression::None => Decoder::Plain(r),
+            Compression::None => Decoder::Plain(BufReader::with_capacity(128 << 10, r)),
             Compression::Gzip => Decoder::Gzip(Box::new(MultiGzDecoder::new(
                 BufReader::with_capacity(128 << 10, r),
             ))),
@@ -79,7 +80,9 @@ impl<R: Read> Read for Decoder<R> {
 #[derive(Debug)]
 pub struct ImportedLayer {
     pub ops: Vec<LayerOp>,
-    pub diff_id: Sha256Digest,
+    /// The digest of the uncompressed stream; `None` for an uncompressed layer, whose
+    /// diff_id is its blob digest (which the verifying reader below has checked).
+    pub diff_id: Option<Sha256Digest>,
     pub uncompressed_size: u64,
 }
 
@@ -89,36 +92,227 @@ fn parse_num<T: std::str::FromStr>(v: &[u8]) -> Option<T> {
     s.trim().parse().ok()
 }
 
+/// Work for the object-writing thread.
+enum Job {
+    Small {
+        data: Vec<u8>,
+        /// The content's SHA-256 when the parser already computed it.
+        digest: Option<[u8; 32]>,
+        meta: Meta,
+        what: String,
+    },
+    LargeStart {
+        meta: Meta,
+    },
+    Chunk(Vec<u8>),
+    LargeEnd {
+        meta: Meta,
+        size: u64,
+        what: String,
+    },
+}
+
+/// How far ahead of the writer the tar parser may run (batches of at most ~1 MiB).
+const QUEUE: usize = 8;
+const CHUNK: usize = 256 << 10;
+
+/// Reads the tar stream and hands file contents to the writer thread, in batches so that
+/// the two threads do not wake each other for every small file.
+struct Parser<'a> {
+    tx: std::sync::mpsc::SyncSender<Vec<Job>>,
+    batch: std::cell::RefCell<(Vec<Job>, usize)>,
+    what: &'a str,
+    /// Hash small files here rather than in the writer: balances the threads when there
+    /// is no decompression to do.
+    hash_small: bool,
+}
+
+const BATCH_JOBS: usize = 256;
+const BATCH_BYTES: usize = 1 << 20;
+
+/// The writer thread went away (it failed); its error is the one to report.
+#[derive(Debug)]
+struct WriterGone;
+
+impl Parser<'_> {
+    fn send(&self, j: Job) -> Result<(), WriterGone> {
+        let full = {
+            let mut b = self.batch.borrow_mut();
+            b.1 += match &j {
+                Job::Small { data, .. } | Job::Chunk(data) => data.len(),
+                _ => 0,
+            };
+            b.0.push(j);
+            b.0.len() >= BATCH_JOBS || b.1 >= BATCH_BYTES
+        };
+        if full {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), WriterGone> {
+        let jobs = std::mem::take(&mut self.batch.borrow_mut().0);
+        self.batch.borrow_mut().1 = 0;
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(jobs).map_err(|_| WriterGone)
+    }
+}
+
 /// Import a layer from `blob` (already wrapped in a verifying reader by the caller). `what`
 /// names the layer for errors. The caller checks `diff_id` against the config.
+///
+/// Two threads: this one decompresses, hashes the stream and parses tar; a second one hashes
+/// file contents and writes objects, so both cores work on a large layer.
 pub fn import_layer<R: Read>(
     blob: R,
     compression: Compression,
     staging: &mut Staging,
     what: &str,
 ) -> Result<ImportedLayer> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Job>>(QUEUE);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || write_objects(rx, staging));
+        let parsed = parse_layer(
+            blob,
+            compression,
+            Parser {
+                tx,
+                batch: Default::default(),
+                what,
+                hash_small: compression == Compression::None,
+            },
+        );
+        let ids = match writer.join() {
+            Ok(r) => r,
+            Err(p) => std::panic::resume_unwind(p),
+        };
+        let (mut layer, pending) = match (parsed, ids) {
+            (Ok(p), Ok(ids)) => {
+                let (layer, pending) = p;
+                if pending.len() != ids.len() {
+                    return Err(Error::Layer(format!(
+                        "{what}: internal error: {} files, {} objects",
+                        pending.len(),
+                        ids.len()
+                    )));
+                }
+                (layer, pending.into_iter().zip(ids).collect::<Vec<_>>())
+            }
+            (_, Err(e)) => return Err(e),
+            (Err(e), Ok(_)) => return Err(e),
+        };
+        for (i, id) in pending {
+            if let LayerOp::Put(
+                _,
+                Node {
+                    content: Content::File { object, .. },
+                    ..
+                },
+            ) = &mut layer.ops[i]
+            {
+                *object = id;
+            }
+        }
+        Ok(layer)
+    })
+}
+
+fn write_objects(
+    rx: std::sync::mpsc::Receiver<Vec<Job>>,
+    staging: &mut Staging,
+) -> Result<Vec<ObjectId>> {
+    let mut ids = Vec::new();
+    let mut large = None;
+    for job in rx.into_iter().flatten() {
+        match job {
+            Job::Small {
+                data,
+                digest,
+                meta,
+                what,
+            } => ids.push(staging.add_bytes(&data, digest, &meta, &what)?),
+            Job::LargeStart { meta } => large = Some(staging.begin_large(&meta)?),
+            Job::Chunk(data) => {
+                if let Some(o) = large.as_mut() {
+                    o.write(&data, "object")?;
+                }
+            }
+            Job::LargeEnd { meta, size, what } => {
+                let o = large.take().ok_or_else(|| {
+                    Error::Layer(format!("{what}: internal error: no object in progress"))
+                })?;
+                ids.push(staging.finish_large(o, &meta, size, &what)?);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Parse the stream; returns the layer and, for each regular file in order, the index of its
+/// op (whose object id the writer supplies).
+fn parse_layer<R: Read>(
+    blob: R,
+    compression: Compression,
+    p: Parser<'_>,
+) -> Result<(ImportedLayer, Vec<usize>)> {
+    let what = p.what;
     let dec = Decoder::new(blob, compression).map_err(|e| Error::stream(what, e))?;
+    // An uncompressed layer's diff_id is its blob digest: no need to hash it twice.
+    let hash = compression != Compression::None;
     let mut hashing = HashingReader::new(dec);
     let mut ops = Vec::new();
+    let mut pending = Vec::new();
+    let gone = |_: WriterGone| Error::Layer(format!("{what}: storing file contents failed"));
     {
         let mut ar = tar::Archive::new(&mut hashing);
         let entries = ar.entries().map_err(|e| Error::stream(what, e))?;
         for entry in entries {
             let mut e = entry.map_err(|e| tar_err(what, e))?;
-            if let Some(op) = entry_op(&mut e, staging, what)? {
+            if let Some((op, is_file)) = entry_op(&mut e, &p).map_err(|e| match e {
+                EntryError::Gone(g) => gone(g),
+                EntryError::Err(e) => e,
+            })? {
+                if is_file {
+                    pending.push(ops.len());
+                }
                 ops.push(op);
             }
         }
     }
+    p.flush().map_err(gone)?;
+    drop(p);
     // The tar end marker may be followed by padding: it is part of the diff_id.
     io::copy(&mut hashing, &mut io::sink()).map_err(|e| tar_err(what, e))?;
-    let (diff_id, uncompressed_size, dec) = hashing.finish();
+    let (digest, uncompressed_size, dec) = hashing.finish();
     dec.drain_inner().map_err(|e| tar_err(what, e))?;
-    Ok(ImportedLayer {
-        ops,
-        diff_id,
-        uncompressed_size,
-    })
+    Ok((
+        ImportedLayer {
+            ops,
+            diff_id: hash.then_some(digest),
+            uncompressed_size,
+        },
+        pending,
+    ))
+}
+
+enum EntryError {
+    Gone(WriterGone),
+    Err(Error),
+}
+
+impl From<Error> for EntryError {
+    fn from(e: Error) -> Self {
+        EntryError::Err(e)
+    }
+}
+
+impl From<WriterGone> for EntryError {
+    fn from(g: WriterGone) -> Self {
+        EntryError::Gone(g)
+    }
 }
 
 fn tar_err(what: &str, e: io::Error) -> Error {
@@ -132,9 +326,9 @@ fn tar_err(what: &str, e: io::Error) -> Error {
 
 fn entry_op<R: Read>(
     e: &mut tar::Entry<'_, R>,
-    staging: &mut Staging,
-    what: &str,
-) -> Result<Option<LayerOp>> {
+    p: &Parser<'_>,
+) -> Result<Option<(LayerOp, bool)>, EntryError> {
+    let what = p.what;
     let raw = e.path_bytes().into_owned();
     let path = normalize_entry_path(&raw).map_err(|err| match err {
         Error::HostilePath(m) => Error::HostilePath(format!("{m} ({what})")),
@@ -182,31 +376,71 @@ fn entry_op<R: Read>(
     };
     if let Some(name) = base.strip_prefix(b".wh.") {
         if name == b".wh..opq" {
-            return Ok(Some(LayerOp::Opaque(parent.to_vec())));
+            return Ok(Some((LayerOp::Opaque(parent.to_vec()), false)));
         }
         if name.starts_with(b".wh.") {
             // aufs bookkeeping (.wh..wh.plnk and the like): not part of the image
             return Ok(None);
         }
-        let mut p = parent.to_vec();
-        if !p.is_empty() {
-            p.push(b'/');
+        let mut target = parent.to_vec();
+        if !target.is_empty() {
+            target.push(b'/');
         }
-        p.extend_from_slice(name);
-        return Ok(Some(LayerOp::Whiteout(p)));
+        target.extend_from_slice(name);
+        return Ok(Some((LayerOp::Whiteout(target), false)));
     }
     let content = match et {
         tar::EntryType::Regular | tar::EntryType::Continuous => {
             if path.is_empty() {
-                return Err(bad("a regular file at the root".into()));
+                return Err(bad("a regular file at the root".into()).into());
             }
             let size = e.size();
-            let id = staging.add_file(e, size, &meta, &format!("{what}: {}", show(&path)))?;
-            Content::File {
-                object: id,
-                size,
-                link: None,
+            let fwhat = format!("{what}: {}", show(&path));
+            if size <= INLINE_MAX {
+                let mut data = Vec::with_capacity(size as usize);
+                e.take(size)
+                    .read_to_end(&mut data)
+                    .map_err(|x| tar_err(&fwhat, x))?;
+                if data.len() as u64 != size {
+                    return Err(Error::Layer(format!("{fwhat}: truncated file content")).into());
+                }
+                let digest = p.hash_small.then(|| sha2::Sha256::digest(&data).into());
+                p.send(Job::Small {
+                    data,
+                    digest,
+                    meta: meta.clone(),
+                    what: fwhat,
+                })?;
+            } else {
+                p.send(Job::LargeStart { meta: meta.clone() })?;
+                let mut left = size;
+                while left > 0 {
+                    let n = left.min(CHUNK as u64) as usize;
+                    let mut data = vec![0u8; n];
+                    e.read_exact(&mut data).map_err(|x| tar_err(&fwhat, x))?;
+                    p.send(Job::Chunk(data))?;
+                    left -= n as u64;
+                }
+                p.send(Job::LargeEnd {
+                    meta: meta.clone(),
+                    size,
+                    what: fwhat,
+                })?;
             }
+            return Ok(Some((
+                LayerOp::Put(
+                    path,
+                    Node {
+                        meta,
+                        content: Content::File {
+                            object: ObjectId([0; 32]),
+                            size,
+                            link: None,
+                        },
+                    },
+                ),
+                true,
+            )));
         }
         tar::EntryType::Directory => Content::Dir(Default::default()),
         tar::EntryType::Symlink => {
@@ -215,7 +449,7 @@ fn entry_op<R: Read>(
                 .ok_or_else(|| bad("symlink without a target".into()))?
                 .into_owned();
             if t.is_empty() || t.contains(&0) {
-                return Err(bad("empty or invalid symlink target".into()));
+                return Err(bad("empty or invalid symlink target".into()).into());
             }
             Content::Symlink(t)
         }
@@ -231,9 +465,9 @@ fn entry_op<R: Read>(
                 o => o,
             })?;
             if t.is_empty() || path.is_empty() {
-                return Err(bad("hardlink to or at the root".into()));
+                return Err(bad("hardlink to or at the root".into()).into());
             }
-            return Ok(Some(LayerOp::Hardlink(path, t)));
+            return Ok(Some((LayerOp::Hardlink(path, t), false)));
         }
         tar::EntryType::Fifo => Content::Fifo,
         tar::EntryType::Char => Content::CharDevice(major, minor),
@@ -243,8 +477,9 @@ fn entry_op<R: Read>(
             return Err(bad(format!(
                 "unsupported tar entry type {:?}",
                 other.as_byte() as char
-            )))
+            ))
+            .into())
         }
     };
-    Ok(Some(LayerOp::Put(path, Node { meta, content })))
+    Ok(Some((LayerOp::Put(path, Node { meta, content }), false)))
 }

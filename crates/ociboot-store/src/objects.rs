@@ -4,7 +4,7 @@
 //! New objects are written into a staging directory, flushed with one `syncfs`, and only
 //! then renamed into `objects/`, so an object under its final name is always complete.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -63,7 +63,7 @@ impl ObjectId {
 
 /// Files at most this large are hashed in memory before anything is written, so content
 /// already in the store costs no write at all.
-const INLINE_MAX: u64 = 256 << 10;
+pub const INLINE_MAX: u64 = 256 << 10;
 
 /// Counters of one import.
 #[derive(Debug, Default, Clone, Copy)]
@@ -74,212 +74,294 @@ pub struct ImportStats {
     pub reused_objects: u64,
 }
 
-/// Objects being written for one layer, not yet visible in `objects/`.
+/// Writes new objects for one layer.
+///
+/// Small objects are created directly under their final name (their id is known before the
+/// first byte is written); large ones are streamed into `tmp/` and renamed once hashed.
+/// Until [`Staging::commit`] has run `syncfs`, an object may not be durable, and nothing refers
+/// to it: the store's `dirty` marker (see `Store::open_write`) makes the next writer delete
+/// every object no layer record refers to, so a torn object can never be taken for a good one.
 pub struct Staging {
-    dir: PathBuf,
-    dir_fd: OwnedFd,
+    tmp: PathBuf,
+    tmp_fd: OwnedFd,
     objects: PathBuf,
     objects_fd: OwnedFd,
-    staged: HashMap<ObjectId, String>,
+    new: HashSet<ObjectId>,
     counter: u64,
-    buf: Vec<u8>,
+    umask: u32,
+    euid: u32,
+    egid: u32,
+    unsynced: u64,
+    syncer: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
     pub stats: ImportStats,
 }
 
+/// Start flushing written data in the background every so many bytes, so that the commit's
+/// `syncfs` finds little left to do.
+const BACKGROUND_SYNC_BYTES: u64 = 32 << 20;
+
+/// A large object being written (see [`Staging::begin_large`]).
+pub struct LargeObject {
+    name: String,
+    file: File,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl LargeObject {
+    pub fn write(&mut self, data: &[u8], what: &str) -> Result<()> {
+        self.hasher.update(data);
+        self.file
+            .write_all(data)
+            .ctx(|| format!("writing object for {what}"))?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+}
+
+fn open_dir(p: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(
+        p,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("opening {}", p.display()))
+}
+
 impl Staging {
-    /// A fresh staging directory `dir` (must not exist) for objects going to `objects`.
-    pub fn new(dir: PathBuf, objects: &Path) -> Result<Self> {
-        std::fs::create_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        let dir_fd = rustix::fs::open(
-            &dir,
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ctx(|| format!("opening {}", dir.display()))?;
-        let objects_fd = rustix::fs::open(
-            objects,
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ctx(|| format!("opening {}", objects.display()))?;
+    /// Objects go to `objects` (with its 256 fan-out directories), temporary files to `tmp`.
+    pub fn new(tmp: &Path, objects: &Path) -> Result<Self> {
+        let tmp_fd = open_dir(tmp)?;
+        let objects_fd = open_dir(objects)?;
+        let sync_fd = open_dir(objects)?;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::spawn(move || {
+            for () in rx {
+                let _ = rustix::fs::syncfs(&sync_fd);
+            }
+        });
         Ok(Staging {
-            dir,
-            dir_fd,
+            tmp: tmp.to_path_buf(),
+            tmp_fd,
             objects: objects.to_path_buf(),
             objects_fd,
-            staged: HashMap::new(),
+            new: HashSet::new(),
             counter: 0,
-            buf: Vec::new(),
+            umask: current_umask(),
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+            unsynced: 0,
+            syncer: Some((tx, handle)),
             stats: ImportStats::default(),
         })
     }
 
     fn exists(&self, id: &ObjectId) -> bool {
-        self.staged.contains_key(id)
+        self.new.contains(id)
             || rustix::fs::statat(&self.objects_fd, id.rel_path(), AtFlags::SYMLINK_NOFOLLOW)
                 .is_ok()
     }
 
-    fn create_tmp(&mut self) -> Result<(String, File)> {
-        self.counter += 1;
-        let name = format!("{}", self.counter);
-        let fd = rustix::fs::openat(
-            &self.dir_fd,
-            &name,
-            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .ctx(|| format!("creating {}/{name}", self.dir.display()))?;
-        Ok((name, File::from(fd)))
+    fn written(&mut self, n: u64) {
+        self.unsynced += n;
+        if self.unsynced >= BACKGROUND_SYNC_BYTES {
+            self.unsynced = 0;
+            if let Some((tx, _)) = &self.syncer {
+                let _ = tx.send(());
+            }
+        }
     }
 
-    /// Store a file of `size` bytes read from `r` with metadata `meta`; `what` names it for
-    /// errors. Returns its object id.
-    pub fn add_file(
+    /// Store a small file whose whole content is `data`. Content already in the store costs
+    /// no write at all.
+    /// `digest` is the content's SHA-256 if the caller has it already.
+    pub fn add_bytes(
         &mut self,
-        r: &mut dyn Read,
-        size: u64,
+        data: &[u8],
+        digest: Option<[u8; 32]>,
         meta: &Meta,
         what: &str,
     ) -> Result<ObjectId> {
         self.stats.files += 1;
-        if size <= INLINE_MAX {
-            let mut buf = std::mem::take(&mut self.buf);
-            buf.clear();
-            let res = (|| {
-                r.take(size)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| Error::stream(what, e))?;
-                if buf.len() as u64 != size {
-                    return Err(Error::Layer(format!(
-                        "{what}: truncated file content ({} of {size} bytes)",
-                        buf.len()
-                    )));
-                }
-                let content: [u8; 32] = Sha256::digest(&buf).into();
-                let id = ObjectId::compute(&content, meta);
-                if self.exists(&id) {
-                    self.stats.reused_objects += 1;
-                    return Ok(id);
-                }
-                let (name, mut f) = self.create_tmp()?;
-                f.write_all(&buf)
-                    .ctx(|| format!("writing object for {what}"))?;
-                self.finish_object(id, name, f, meta, size, what)?;
-                Ok(id)
-            })();
-            self.buf = buf;
-            return res;
-        }
-        let (name, mut f) = self.create_tmp()?;
-        let mut hasher = Sha256::new();
-        let mut copied = 0u64;
-        let mut chunk = vec![0u8; 128 << 10];
-        let mut limited = r.take(size);
-        loop {
-            let n = limited
-                .read(&mut chunk)
-                .map_err(|e| Error::stream(what, e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&chunk[..n]);
-            f.write_all(&chunk[..n])
-                .ctx(|| format!("writing object for {what}"))?;
-            copied += n as u64;
-        }
-        if copied != size {
-            return Err(Error::Layer(format!(
-                "{what}: truncated file content ({copied} of {size} bytes)"
-            )));
-        }
-        let content: [u8; 32] = hasher.finalize().into();
+        let content: [u8; 32] = digest.unwrap_or_else(|| Sha256::digest(data).into());
         let id = ObjectId::compute(&content, meta);
         if self.exists(&id) {
-            drop(f);
-            rustix::fs::unlinkat(&self.dir_fd, &name, AtFlags::empty())
-                .ctx(|| format!("removing staged {name}"))?;
             self.stats.reused_objects += 1;
             return Ok(id);
         }
-        self.finish_object(id, name, f, meta, size, what)?;
+        let rel = id.rel_path();
+        let fd = rustix::fs::openat(
+            &self.objects_fd,
+            rel.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(meta.mode & 0o777),
+        )
+        .ctx(|| format!("{what}: creating object {}/{rel}", self.objects.display()))?;
+        // From here on the object is ours to remove if anything fails.
+        self.new.insert(id);
+        let mut f = File::from(fd);
+        f.write_all(data)
+            .ctx(|| format!("{what}: writing object {rel}"))?;
+        self.finish_meta(&f, meta, what)?;
+        self.stats.new_objects += 1;
+        self.stats.new_bytes += data.len() as u64;
+        self.written(data.len() as u64);
         Ok(id)
     }
 
-    fn finish_object(
+    /// Start storing a large file; feed it with [`LargeObject::write`].
+    pub fn begin_large(&mut self, meta: &Meta) -> Result<LargeObject> {
+        self.stats.files += 1;
+        self.counter += 1;
+        let name = format!("object-{}-{}", std::process::id(), self.counter);
+        let fd = rustix::fs::openat(
+            &self.tmp_fd,
+            name.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(meta.mode & 0o777),
+        )
+        .ctx(|| format!("creating {}/{name}", self.tmp.display()))?;
+        Ok(LargeObject {
+            name,
+            file: File::from(fd),
+            hasher: Sha256::new(),
+            written: 0,
+        })
+    }
+
+    /// Finish a large file: name it by its hash, or drop it if the store has it already.
+    pub fn finish_large(
         &mut self,
-        id: ObjectId,
-        name: String,
-        f: File,
+        o: LargeObject,
         meta: &Meta,
         size: u64,
         what: &str,
-    ) -> Result<()> {
-        apply_meta_fd(&f, meta).map_err(|e| match e {
+    ) -> Result<ObjectId> {
+        let discard = |s: &Self, name: &str| {
+            let _ = rustix::fs::unlinkat(&s.tmp_fd, name, AtFlags::empty());
+        };
+        if o.written != size {
+            discard(self, &o.name);
+            return Err(Error::Layer(format!(
+                "{what}: truncated file content ({} of {size} bytes)",
+                o.written
+            )));
+        }
+        let content: [u8; 32] = o.hasher.finalize().into();
+        let id = ObjectId::compute(&content, meta);
+        if self.exists(&id) {
+            drop(o.file);
+            discard(self, &o.name);
+            self.stats.reused_objects += 1;
+            return Ok(id);
+        }
+        if let Err(e) = self.finish_meta(&o.file, meta, what) {
+            discard(self, &o.name);
+            return Err(e);
+        }
+        drop(o.file);
+        let rel = id.rel_path();
+        rustix::fs::renameat(
+            &self.tmp_fd,
+            o.name.as_str(),
+            &self.objects_fd,
+            rel.as_str(),
+        )
+        .ctx(|| {
+            format!(
+                "{what}: moving object into {}/{rel}",
+                self.objects.display()
+            )
+        })?;
+        self.new.insert(id);
+        self.stats.new_objects += 1;
+        self.stats.new_bytes += size;
+        self.written(size);
+        Ok(id)
+    }
+
+    fn finish_meta(&self, f: &File, meta: &Meta, what: &str) -> Result<()> {
+        apply_meta_created(f, meta, self.umask, self.euid, self.egid).map_err(|e| match e {
             Error::Io { context, source } => Error::Io {
                 context: format!("{what}: {context}"),
                 source,
             },
             e => e,
-        })?;
-        self.staged.insert(id, name);
-        self.stats.new_objects += 1;
-        self.stats.new_bytes += size;
-        Ok(())
+        })
     }
 
-    /// Make the staged objects durable, then visible under `objects/`. The caller records the
-    /// layer only after this returns.
-    pub fn commit(self, after_sync: impl FnOnce()) -> Result<ImportStats> {
-        rustix::fs::syncfs(&self.dir_fd).ctx(|| format!("syncfs {}", self.dir.display()))?;
-        after_sync();
-        for (id, name) in &self.staged {
-            let rel = id.rel_path();
-            match rustix::fs::renameat(&self.dir_fd, name.as_str(), &self.objects_fd, rel.as_str())
-            {
-                Ok(()) => {}
-                Err(rustix::io::Errno::NOENT) => {
-                    // the fan-out directory is missing: create it and retry once
-                    let sub = &rel[..2];
-                    match rustix::fs::mkdirat(&self.objects_fd, sub, Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                        Err(e) => {
-                            return Err(Error::io(
-                                format!("creating {}/{sub}", self.objects.display()),
-                                e.into(),
-                            ))
-                        }
-                    }
-                    rustix::fs::renameat(
-                        &self.dir_fd,
-                        name.as_str(),
-                        &self.objects_fd,
-                        rel.as_str(),
-                    )
-                    .ctx(|| {
-                        format!("moving object {} into {}", id.hex(), self.objects.display())
-                    })?;
-                }
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("moving object {} into {}", id.hex(), self.objects.display()),
-                        e.into(),
-                    ))
-                }
-            }
+    /// The objects this import added.
+    pub fn new_ids(&self) -> Vec<ObjectId> {
+        self.new.iter().copied().collect()
+    }
+
+    fn stop_syncer(&mut self) {
+        if let Some((tx, handle)) = self.syncer.take() {
+            drop(tx);
+            let _ = handle.join();
         }
-        // Make the renames durable before anything refers to these objects.
+    }
+
+    /// Make the new objects durable. The caller records the layer only after this returns.
+    pub fn commit(mut self) -> Result<ImportStats> {
+        self.stop_syncer();
         rustix::fs::syncfs(&self.objects_fd)
             .ctx(|| format!("syncfs {}", self.objects.display()))?;
-        let stats = self.stats;
-        let _ = std::fs::remove_dir(&self.dir);
-        Ok(stats)
+        Ok(self.stats)
     }
 
-    /// Throw the staged objects away.
-    pub fn abort(self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+    /// Remove the objects this import added.
+    pub fn abort(mut self) {
+        self.stop_syncer();
+        for id in &self.new {
+            let _ = rustix::fs::unlinkat(&self.objects_fd, id.rel_path(), AtFlags::empty());
+        }
     }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        self.stop_syncer();
+    }
+}
+
+/// Like [`apply_meta_fd`] for a file this process just created with `meta.mode & 0o777`: skips
+/// the calls that would change nothing.
+fn apply_meta_created(f: &impl AsFd, meta: &Meta, umask: u32, euid: u32, egid: u32) -> Result<()> {
+    let chown = meta.uid != euid || meta.gid != egid;
+    if chown {
+        rustix::fs::fchown(
+            f,
+            Some(rustix::fs::Uid::from_raw(meta.uid)),
+            Some(rustix::fs::Gid::from_raw(meta.gid)),
+        )
+        .ctx(|| format!("chown to {}:{}", meta.uid, meta.gid))?;
+    }
+    if chown || meta.mode & (0o7000 | umask) != 0 {
+        rustix::fs::fchmod(f, Mode::from_raw_mode(meta.mode))
+            .ctx(|| format!("chmod {:o}", meta.mode))?;
+    }
+    set_xattrs_fd(f, &meta.xattrs)
+}
+
+fn set_xattrs_fd(f: &impl AsFd, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    for (k, v) in xattrs {
+        let name = CString::new(k.clone()).map_err(|_| {
+            Error::Layer(format!(
+                "xattr name {:?} contains NUL",
+                String::from_utf8_lossy(k)
+            ))
+        })?;
+        rustix::fs::fsetxattr(f, name.as_c_str(), v, rustix::fs::XattrFlags::empty())
+            .ctx(|| format!("setting xattr {}", String::from_utf8_lossy(k)))?;
+    }
+    Ok(())
+}
+
+fn current_umask() -> u32 {
+    let old = rustix::process::umask(Mode::from_raw_mode(0o022));
+    rustix::process::umask(old);
+    old.bits()
 }
 
 /// Set owner, permission bits and xattrs on an open file, in the order that keeps setuid
@@ -304,13 +386,6 @@ pub fn apply_meta_fd(f: &impl AsFd, meta: &Meta) -> Result<()> {
             .ctx(|| format!("setting xattr {}", String::from_utf8_lossy(k)))?;
     }
     Ok(())
-}
-
-impl Staging {
-    /// The objects this staging area will add.
-    pub fn staged_ids(&self) -> Vec<ObjectId> {
-        self.staged.keys().copied().collect()
-    }
 }
 
 /// Read an object's extended attributes, sorted.

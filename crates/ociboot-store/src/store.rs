@@ -175,8 +175,15 @@ impl Store {
         ensure_dir(&base)?;
         let l = lock::acquire(&base.join("lock"), true, waiting)?;
         let root = Self::path_in(sysroot);
+        let fresh = !root.join("objects").exists();
         for d in ["objects", "layers", "images", "refs", "tmp"] {
             ensure_dir(&root.join(d))?;
+        }
+        if fresh || !root.join("objects/ff").exists() {
+            for i in 0..256 {
+                ensure_dir(&root.join(format!("objects/{i:02x}")))?;
+            }
+            fsync_dir(&root.join("objects"))?;
         }
         // Anything in tmp/ belongs to a process that died while holding this lock: its content
         // may not even be on disk. Nothing refers to it.
@@ -185,11 +192,67 @@ impl Store {
             let e = e.ctx(|| format!("reading {}", tmp.display()))?;
             remove_any(&e.path())?;
         }
-        Ok(Store {
+        let store = Store {
             root,
             _lock: l,
             writable: true,
-        })
+        };
+        if store.dirty_marker().exists() {
+            // A writer died between writing objects and recording them: some objects may be
+            // torn. Only those some layer record refers to were synced; drop the others.
+            let removed = store.remove_unrecorded_objects()?;
+            tracing::info!(
+                "recovered from an interrupted pull: removed {removed} unrecorded objects"
+            );
+            std::fs::remove_file(store.dirty_marker())
+                .ctx(|| "removing the dirty marker".to_string())?;
+            fsync_dir(&store.root)?;
+        }
+        Ok(store)
+    }
+
+    fn dirty_marker(&self) -> PathBuf {
+        self.root.join("dirty")
+    }
+
+    /// Every object some layer record refers to.
+    fn recorded_objects(&self, only: Option<&BTreeSet<Sha256Digest>>) -> Result<HashSet<ObjectId>> {
+        let layers_dir = self.root.join("layers");
+        let mut live = HashSet::new();
+        for e in
+            std::fs::read_dir(&layers_dir).ctx(|| format!("reading {}", layers_dir.display()))?
+        {
+            let e = e.ctx(|| format!("reading {}", layers_dir.display()))?;
+            let n = e.file_name().to_string_lossy().to_string();
+            let Some(d) = Sha256Digest::from_hex(&n) else {
+                continue;
+            };
+            if only.is_some_and(|o| !o.contains(&d)) {
+                continue;
+            }
+            for op in self.read_layer(&d)?.1 {
+                if let LayerOp::Put(_, n) = op {
+                    if let Content::File { object, .. } = n.content {
+                        live.insert(object);
+                    }
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    fn remove_unrecorded_objects(&self) -> Result<u64> {
+        let live = self.recorded_objects(None)?;
+        let mut removed = 0;
+        self.for_each_object(&mut |id, path, _| {
+            if !live.contains(&id) {
+                std::fs::remove_file(path).ctx(|| format!("removing {}", path.display()))?;
+                removed += 1;
+            }
+            Ok(())
+        })?;
+        syncfs(&self.root)?;
+        Ok(removed)
     }
 
     pub fn root(&self) -> &Path {
@@ -249,6 +312,9 @@ impl Store {
         let name = src.name();
 
         let mut added: Vec<(PathBuf, Vec<ObjectId>)> = Vec::new();
+        if !self.dirty_marker().exists() {
+            write_atomic(&self.dirty_marker(), b"objects are being written\n")?;
+        }
         let res = self.pull_layers(src.as_mut(), &name, &layers, progress, &mut added);
         let (fetched_n, cached_n, stats) = match res {
             Ok(v) => v,
@@ -258,14 +324,19 @@ impl Store {
             }
         };
         let already = self.image_dir(&fetched.manifest_digest).exists();
+        let t = std::time::Instant::now();
         if !already {
             if let Err(e) = self.write_image(&fetched, &layers) {
                 self.roll_back(&added);
                 return Err(e);
             }
         }
+        tracing::debug!("image record written in {:?}", t.elapsed());
         failpoint::hit("pull-image-committed");
         self.write_ref(r, &fetched.manifest_digest)?;
+        std::fs::remove_file(self.dirty_marker())
+            .ctx(|| "removing the dirty marker".to_string())?;
+        fsync_dir(&self.root)?;
         failpoint::hit("pull-ref-committed");
         Ok(PullOutcome {
             reference: r.clone(),
@@ -277,12 +348,18 @@ impl Store {
         })
     }
 
+    /// Undo what a refused pull added: its layer records, then their new objects, then the
+    /// dirty marker (only when all of that worked).
     fn roll_back(&self, added: &[(PathBuf, Vec<ObjectId>)]) {
+        let mut ok = true;
         for (rec, objs) in added.iter().rev() {
-            let _ = std::fs::remove_file(rec);
+            ok &= std::fs::remove_file(rec).is_ok();
             for o in objs {
-                let _ = std::fs::remove_file(self.object_path(o));
+                ok &= std::fs::remove_file(self.object_path(o)).is_ok();
             }
+        }
+        if ok && syncfs(&self.root).is_ok() {
+            let _ = std::fs::remove_file(self.dirty_marker());
         }
     }
 
@@ -320,11 +397,8 @@ impl Store {
             let what = format!("{name}: layer {}", l.digest);
             let blob = open_blob(src, &l.digest, l.size, &what)?;
             let blob = ProgressReader::new(blob, |n| progress.layer_progress(i, n));
-            let staging_dir = self
-                .root
-                .join("tmp")
-                .join(format!("staging-{}-{i}", std::process::id()));
-            let mut staging = Staging::new(staging_dir, &self.objects_dir())?;
+            let mut staging = Staging::new(&self.root.join("tmp"), &self.objects_dir())?;
+            let t0 = std::time::Instant::now();
             let imported = match import_layer(blob, compression, &mut staging, &what) {
                 Ok(x) => x,
                 Err(e) => {
@@ -332,15 +406,32 @@ impl Store {
                     return Err(e);
                 }
             };
-            if imported.diff_id != l.diff_id {
+            let diff_id = imported.diff_id.unwrap_or(l.digest);
+            if diff_id != l.diff_id {
                 staging.abort();
                 return Err(Error::Source(ociboot_oci::Error::Invalid(format!(
-                    "{what}: uncompressed digest {} does not match the config's diff_id {}",
-                    imported.diff_id, l.diff_id
+                    "{what}: uncompressed digest {diff_id} does not match the config's diff_id {}",
+                    l.diff_id
                 ))));
             }
-            let new_objects: Vec<ObjectId> = staging.staged_ids();
-            let stats = staging.commit(|| failpoint::hit("pull-layer-staged"))?;
+            let new_objects: Vec<ObjectId> = staging.new_ids();
+            let t1 = std::time::Instant::now();
+            failpoint::hit("pull-layer-staged");
+            let stats = match staging.commit() {
+                Ok(s) => s,
+                Err(e) => {
+                    for o in &new_objects {
+                        let _ = std::fs::remove_file(self.object_path(o));
+                    }
+                    return Err(e);
+                }
+            };
+            tracing::debug!(
+                "layer {}: imported in {:?}, committed in {:?}",
+                l.digest,
+                t1 - t0,
+                t1.elapsed()
+            );
             added.push((rec.clone(), new_objects));
             failpoint::hit("pull-layer-objects-committed");
             let meta = LayerMeta {
@@ -604,29 +695,18 @@ impl Store {
         }
         fsync_dir(&images_dir)?;
         let layers_dir = self.root.join("layers");
-        let mut live_objects: HashSet<ObjectId> = HashSet::new();
         for e in
             std::fs::read_dir(&layers_dir).ctx(|| format!("reading {}", layers_dir.display()))?
         {
             let e = e.ctx(|| format!("reading {}", layers_dir.display()))?;
             let n = e.file_name().to_string_lossy().to_string();
-            match Sha256Digest::from_hex(&n) {
-                Some(d) if live_layers.contains(&d) => {
-                    for op in self.read_layer(&d)?.1 {
-                        if let LayerOp::Put(_, n) = op {
-                            if let Content::File { object, .. } = n.content {
-                                live_objects.insert(object);
-                            }
-                        }
-                    }
-                }
-                _ => {
-                    remove_any(&e.path())?;
-                    report.layers += 1;
-                }
+            if !Sha256Digest::from_hex(&n).is_some_and(|d| live_layers.contains(&d)) {
+                remove_any(&e.path())?;
+                report.layers += 1;
             }
         }
         fsync_dir(&layers_dir)?;
+        let live_objects = self.recorded_objects(None)?;
         self.for_each_object(&mut |id, path, meta| {
             if !live_objects.contains(&id) {
                 std::fs::remove_file(path).ctx(|| format!("removing {}", path.display()))?;
@@ -717,18 +797,23 @@ impl Store {
             }
         }
         if contents {
-            self.for_each_object(&mut |id, path, _| {
-                match crate::objects::verify_object(path) {
-                    Ok(actual) if actual == id => {}
+            // Objects no layer record refers to may be torn leftovers of an interrupted pull
+            // (the next writer removes them): only the recorded ones must be intact.
+            for id in needed.keys() {
+                let path = self.object_path(id);
+                if !path.exists() {
+                    continue;
+                }
+                match crate::objects::verify_object(&path) {
+                    Ok(actual) if actual == *id => {}
                     Ok(actual) => problems.push(format!(
-                        "object {} has content/metadata of {}",
+                        "object {} has the content and metadata of {}",
                         id.hex(),
                         actual.hex()
                     )),
                     Err(e) => problems.push(e.to_string()),
                 }
-                Ok(())
-            })?;
+            }
         }
         Ok(problems)
     }
