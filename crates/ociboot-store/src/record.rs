@@ -1,10 +1,14 @@
 //! The binary record format of layer and tree files.
 //!
 //! ```text
-//! magic (8 bytes) version (u32 LE) header (u32 length + bytes: JSON metadata)
-//! entry*               tag u8: 1 put, 2 whiteout, 3 opaque, 4 hardlink
-//! 0xFF count (u64) sha256 of every byte before the 0xFF
+//! magic (8 bytes) version (u32 LE) then, zstd-compressed:
+//!   header (u32 length + bytes: JSON metadata)
+//!   entry*               tag u8: 1 put, 2 whiteout, 3 opaque, 4 hardlink; then the path
+//!   0xFF count (u64) sha256 of every uncompressed byte before the 0xFF
 //! ```
+//! An entry's (first) path is front-coded against the previous entry's: u32 count of shared
+//! leading bytes, then the rest as a string. Sorted paths share long prefixes, so trees of a
+//! whole OS stay small.
 //! Strings are u32 length + bytes. A node is kind u8, mode, uid, gid (u32), mtime (i64),
 //! xattr count (u32) and pairs, then the kind's payload (object id + size + optional link for
 //! files, target for symlinks, major/minor for devices). The trailer's hash makes a torn or
@@ -22,21 +26,35 @@ pub const LAYER_MAGIC: &[u8; 8] = b"OCIBLAYR";
 pub const TREE_MAGIC: &[u8; 8] = b"OCIBTREE";
 const VERSION: u32 = 1;
 const MAX_FIELD: usize = 16 << 20;
+/// Largest uncompressed record accepted (a tree of millions of files fits).
+const MAX_RECORD: usize = 1 << 30;
 
 /// Serialises entries into a buffer.
 pub struct RecordWriter {
+    magic: [u8; 8],
     buf: Vec<u8>,
     count: u64,
+    prev: Vec<u8>,
 }
 
 impl RecordWriter {
     pub fn new(magic: &[u8; 8], header: &[u8]) -> Self {
-        let mut buf = Vec::with_capacity(4096);
-        buf.extend_from_slice(magic);
-        buf.extend_from_slice(&VERSION.to_le_bytes());
-        let mut w = RecordWriter { buf, count: 0 };
+        let mut w = RecordWriter {
+            magic: *magic,
+            buf: Vec::with_capacity(4096),
+            count: 0,
+            prev: Vec::new(),
+        };
         w.bytes(header);
         w
+    }
+
+    fn path(&mut self, p: &[u8]) {
+        let shared = p.iter().zip(&self.prev).take_while(|(a, b)| a == b).count();
+        self.u32(shared as u32);
+        self.bytes(&p[shared..]);
+        self.prev.clear();
+        self.prev.extend_from_slice(p);
     }
 
     fn bytes(&mut self, b: &[u8]) {
@@ -93,20 +111,20 @@ impl RecordWriter {
         match op {
             LayerOp::Put(p, n) => {
                 self.buf.push(1);
-                self.bytes(p);
+                self.path(p);
                 self.node(n);
             }
             LayerOp::Whiteout(p) => {
                 self.buf.push(2);
-                self.bytes(p);
+                self.path(p);
             }
             LayerOp::Opaque(p) => {
                 self.buf.push(3);
-                self.bytes(p);
+                self.path(p);
             }
             LayerOp::Hardlink(p, t) => {
                 self.buf.push(4);
-                self.bytes(p);
+                self.path(p);
                 self.bytes(t);
             }
         }
@@ -117,7 +135,13 @@ impl RecordWriter {
         self.buf.push(0xFF);
         self.buf.extend_from_slice(&self.count.to_le_bytes());
         self.buf.extend_from_slice(&hash);
-        self.buf
+        let mut out = Vec::with_capacity(self.buf.len() / 3 + 64);
+        out.extend_from_slice(&self.magic);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        // Compressing a buffer in memory cannot fail short of allocation failure.
+        let z = zstd::bulk::compress(&self.buf, 3).unwrap_or_default();
+        out.extend_from_slice(&z);
+        out
     }
 }
 
@@ -151,6 +175,7 @@ struct Cursor<'a> {
     data: &'a [u8],
     pos: usize,
     what: &'a str,
+    prev: Vec<u8>,
 }
 
 impl<'a> Cursor<'a> {
@@ -189,6 +214,18 @@ impl<'a> Cursor<'a> {
             return Err(self.err("field too long"));
         }
         Ok(self.take(n)?.to_vec())
+    }
+
+    fn path(&mut self) -> Result<Vec<u8>> {
+        let shared = self.u32()? as usize;
+        let rest = self.bytes()?;
+        if shared > self.prev.len() {
+            return Err(self.err("bad shared path prefix"));
+        }
+        let mut p = self.prev[..shared].to_vec();
+        p.extend_from_slice(&rest);
+        self.prev.clone_from(&p);
+        Ok(p)
     }
 
     fn node(&mut self) -> Result<Node> {
@@ -249,46 +286,65 @@ impl<'a> Cursor<'a> {
 /// Parse a record of the given kind into its header and entries; `what` names the file.
 pub fn decode(data: &[u8], magic: &[u8; 8], what: &str) -> Result<(Vec<u8>, Vec<LayerOp>)> {
     let corrupt = |m: &str| Error::Corrupt(format!("{what}: {m}"));
-    if data.len() < 12 + 41 || &data[..8] != magic {
+    if data.len() < 12 || &data[..8] != magic {
         return Err(corrupt("not a record of the expected kind"));
     }
-    let body_end = data.len() - 41;
-    if data[body_end] != 0xFF {
-        return Err(corrupt("missing trailer (truncated?)"));
-    }
-    let hash = Sha256::digest(&data[..body_end]);
-    if hash.as_slice() != &data[body_end + 9..] {
-        return Err(corrupt("checksum mismatch"));
-    }
-    let mut count_b = [0u8; 8];
-    count_b.copy_from_slice(&data[body_end + 1..body_end + 9]);
-    let count = u64::from_le_bytes(count_b);
     let version = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
     if version != VERSION {
         return Err(corrupt(&format!("unsupported version {version}")));
     }
+    let mut body = Vec::new();
+    {
+        use std::io::Read;
+        let dec = zstd::stream::read::Decoder::new(&data[12..])
+            .map_err(|e| corrupt(&format!("decompressing: {e}")))?;
+        dec.take(MAX_RECORD as u64 + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| corrupt(&format!("decompressing: {e}")))?;
+    }
+    if body.len() > MAX_RECORD {
+        return Err(corrupt("record too large"));
+    }
+    if body.len() < 4 + 41 {
+        return Err(corrupt("record too short (truncated?)"));
+    }
+    let body_end = body.len() - 41;
+    if body[body_end] != 0xFF {
+        return Err(corrupt("missing trailer (truncated?)"));
+    }
+    let hash = Sha256::digest(&body[..body_end]);
+    if hash.as_slice() != &body[body_end + 9..] {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let mut count_b = [0u8; 8];
+    count_b.copy_from_slice(&body[body_end + 1..body_end + 9]);
+    let count = u64::from_le_bytes(count_b);
     let mut c = Cursor {
-        data: &data[..body_end],
-        pos: 12,
+        data: &body[..body_end],
+        pos: 0,
         what,
+        prev: Vec::new(),
     };
     let header = c.bytes()?;
     let mut ops = Vec::new();
     while c.pos < body_end {
         let op = match c.u8()? {
             1 => {
-                let p = c.bytes()?;
+                let p = c.path()?;
                 LayerOp::Put(p, c.node()?)
             }
-            2 => LayerOp::Whiteout(c.bytes()?),
-            3 => LayerOp::Opaque(c.bytes()?),
+            2 => LayerOp::Whiteout(c.path()?),
+            3 => LayerOp::Opaque(c.path()?),
             4 => {
-                let p = c.bytes()?;
+                let p = c.path()?;
                 LayerOp::Hardlink(p, c.bytes()?)
             }
             _ => return Err(c.err("unknown entry tag")),
         };
         ops.push(op);
+        if ops.len() as u64 > count {
+            return Err(corrupt("more entries than the trailer says"));
+        }
     }
     if ops.len() as u64 != count {
         return Err(corrupt("entry count does not match the trailer"));
@@ -352,11 +408,16 @@ mod tests {
             (b"{}".to_vec(), ops)
         );
         assert!(decode(&enc, TREE_MAGIC, "x").is_err());
-        for cut in [0, 5, 20, enc.len() - 1] {
+        for cut in [0, 5, 20, enc.len() / 2, enc.len() - 1] {
             assert!(decode(&enc[..cut], LAYER_MAGIC, "x").is_err());
         }
-        let mut bad = enc.clone();
-        bad[15] ^= 1;
-        assert!(decode(&bad, LAYER_MAGIC, "x").is_err());
+        for i in 12..enc.len() {
+            let mut bad = enc.clone();
+            bad[i] ^= 0x5a;
+            assert!(
+                decode(&bad, LAYER_MAGIC, "x").is_err(),
+                "flipping byte {i} went unnoticed"
+            );
+        }
     }
 }
