@@ -5,7 +5,7 @@
 use std::io::{self, BufReader, Read};
 
 use flate2::bufread::MultiGzDecoder;
-use ociboot_oci::{Compression, HashingReader, Sha256Digest};
+use ociboot_oci::{Compression, Sha256Digest};
 use sha2::Digest as _;
 
 use crate::error::{Error, Result};
@@ -30,6 +30,100 @@ impl<R: Read, F: FnMut(u64)> Read for ProgressReader<R, F> {
         let n = self.inner.read(buf)?;
         self.total += n as u64;
         (self.f)(self.total);
+        Ok(n)
+    }
+}
+
+/// Buffers the decompressed stream for the tar parser, counts it and, unless it is the blob
+/// itself, hashes it for the diff_id on a thread of its own, so that decompression, hashing
+/// and object writing use both cores. Buffers are recycled once the hasher is done with them.
+struct StreamHasher<R> {
+    inner: R,
+    pool: Vec<std::sync::Arc<Vec<u8>>>,
+    cur: usize,
+    pos: usize,
+    len: usize,
+    tx: Option<std::sync::mpsc::SyncSender<(std::sync::Arc<Vec<u8>>, usize)>>,
+    worker: Option<std::thread::JoinHandle<Sha256Digest>>,
+    count: u64,
+}
+
+const STREAM_BUF: usize = 256 << 10;
+
+impl<R: Read> StreamHasher<R> {
+    fn new(inner: R, hash: bool) -> Self {
+        let (tx, worker) = if hash {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(std::sync::Arc<Vec<u8>>, usize)>(8);
+            let worker = std::thread::spawn(move || {
+                let mut h = sha2::Sha256::new();
+                for (buf, len) in rx {
+                    h.update(&buf[..len]);
+                }
+                Sha256Digest(h.finalize().into())
+            });
+            (Some(tx), Some(worker))
+        } else {
+            (None, None)
+        };
+        StreamHasher {
+            inner,
+            pool: Vec::new(),
+            cur: 0,
+            pos: 0,
+            len: 0,
+            tx,
+            worker,
+            count: 0,
+        }
+    }
+
+    /// The diff_id (when hashing), the stream's length and the inner reader.
+    fn finish(mut self) -> (Option<Sha256Digest>, u64, R) {
+        self.tx = None;
+        let digest = self.worker.take().and_then(|w| w.join().ok());
+        (digest, self.count, self.inner)
+    }
+
+    fn refill(&mut self) -> io::Result<()> {
+        let free = self
+            .pool
+            .iter()
+            .position(|b| std::sync::Arc::strong_count(b) == 1);
+        let idx = match free {
+            Some(i) => i,
+            None => {
+                self.pool.push(std::sync::Arc::new(vec![0u8; STREAM_BUF]));
+                self.pool.len() - 1
+            }
+        };
+        let buf = std::sync::Arc::get_mut(&mut self.pool[idx])
+            .ok_or_else(|| io::Error::other("stream buffer still shared"))?;
+        let n = self.inner.read(buf)?;
+        self.cur = idx;
+        self.pos = 0;
+        self.len = n;
+        self.count += n as u64;
+        if n > 0 {
+            if let Some(tx) = &self.tx {
+                tx.send((self.pool[idx].clone(), n))
+                    .map_err(|_| io::Error::other("diff_id hasher stopped"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for StreamHasher<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.len {
+            self.refill()?;
+            if self.len == 0 {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.len - self.pos);
+        out[..n].copy_from_slice(&self.pool[self.cur][self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }
@@ -262,7 +356,7 @@ fn parse_layer<R: Read>(
     let dec = Decoder::new(blob, compression).map_err(|e| Error::stream(what, e))?;
     // An uncompressed layer's diff_id is its blob digest: no need to hash it twice.
     let hash = compression != Compression::None;
-    let mut hashing = HashingReader::new(dec);
+    let mut hashing = StreamHasher::new(dec, hash);
     let mut ops = Vec::new();
     let mut pending = Vec::new();
     let gone = |_: WriterGone| Error::Layer(format!("{what}: storing file contents failed"));
@@ -291,7 +385,7 @@ fn parse_layer<R: Read>(
     Ok((
         ImportedLayer {
             ops,
-            diff_id: hash.then_some(digest),
+            diff_id: digest,
             uncompressed_size,
         },
         pending,

@@ -185,18 +185,30 @@ impl Staging {
         self.stats.files += 1;
         let content: [u8; 32] = digest.unwrap_or_else(|| Sha256::digest(data).into());
         let id = ObjectId::compute(&content, meta);
-        if self.exists(&id) {
+        if self.new.contains(&id) {
             self.stats.reused_objects += 1;
             return Ok(id);
         }
         let rel = id.rel_path();
-        let fd = rustix::fs::openat(
+        // O_EXCL doubles as the existence check: one system call instead of two.
+        let fd = match rustix::fs::openat(
             &self.objects_fd,
             rel.as_str(),
             OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
             Mode::from_raw_mode(meta.mode & 0o777),
-        )
-        .ctx(|| format!("{what}: creating object {}/{rel}", self.objects.display()))?;
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::EXIST) => {
+                self.stats.reused_objects += 1;
+                return Ok(id);
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!("{what}: creating object {}/{rel}", self.objects.display()),
+                    e.into(),
+                ))
+            }
+        };
         // From here on the object is ours to remove if anything fails.
         self.new.insert(id);
         let mut f = File::from(fd);
