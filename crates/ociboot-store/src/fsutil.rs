@@ -60,3 +60,24 @@ pub fn remove_any(p: &Path) -> Result<()> {
         Err(e) => Err(Error::path(p, e)),
     }
 }
+
+/// Bytes allocated to a file or directory tree (files with other links count nothing: removing
+/// this name frees none of their space).
+pub fn disk_usage(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    let own = if m.is_dir() || m.nlink() <= 1 {
+        m.blocks() * 512
+    } else {
+        0
+    };
+    if !m.is_dir() {
+        return own;
+    }
+    let children: u64 = std::fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| disk_usage(&e.path())).sum())
+        .unwrap_or(0);
+    own + children
+}

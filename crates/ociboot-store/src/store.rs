@@ -688,6 +688,7 @@ impl Store {
                     }
                 }
                 _ => {
+                    report.bytes += crate::fsutil::disk_usage(&e.path());
                     remove_any(&e.path())?;
                     report.images += 1;
                 }
@@ -701,6 +702,7 @@ impl Store {
             let e = e.ctx(|| format!("reading {}", layers_dir.display()))?;
             let n = e.file_name().to_string_lossy().to_string();
             if !Sha256Digest::from_hex(&n).is_some_and(|d| live_layers.contains(&d)) {
+                report.bytes += crate::fsutil::disk_usage(&e.path());
                 remove_any(&e.path())?;
                 report.layers += 1;
             }

@@ -68,24 +68,39 @@ pub fn run(g: &Global, cmd: ImageCommand) -> Result<()> {
             match format {
                 ListFormat::Json => println!("{}", serde_json::to_string_pretty(&list)?),
                 ListFormat::Table => {
-                    let w = list
+                    let rows: Vec<[String; 5]> = list
                         .iter()
-                        .map(|i| i.reference.len())
-                        .max()
-                        .unwrap_or(0)
-                        .max(9);
-                    println!(
-                        "{:<w$}  {:<12}  {:<16}  {:>10}  {:>10}",
-                        "REFERENCE", "DIGEST", "VERSION", "SIZE", "UNPACKED"
-                    );
-                    for i in &list {
+                        .map(|i| {
+                            [
+                                i.reference.clone(),
+                                short_digest(&i.digest),
+                                i.version.clone().unwrap_or_else(|| "-".into()),
+                                human_size(i.size),
+                                human_size(i.unpacked_size),
+                            ]
+                        })
+                        .collect();
+                    let head =
+                        ["REFERENCE", "DIGEST", "VERSION", "SIZE", "UNPACKED"].map(String::from);
+                    let mut w = [0usize; 5];
+                    for r in std::iter::once(&head).chain(&rows) {
+                        for (i, c) in r.iter().enumerate() {
+                            w[i] = w[i].max(c.chars().count());
+                        }
+                    }
+                    for r in std::iter::once(&head).chain(&rows) {
                         println!(
-                            "{:<w$}  {:<12}  {:<16}  {:>10}  {:>10}",
-                            i.reference,
-                            short_digest(&i.digest),
-                            i.version.as_deref().unwrap_or("-"),
-                            human_size(i.size),
-                            human_size(i.unpacked_size)
+                            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}",
+                            r[0],
+                            r[1],
+                            r[2],
+                            r[3],
+                            r[4],
+                            w0 = w[0],
+                            w1 = w[1],
+                            w2 = w[2],
+                            w3 = w[3],
+                            w4 = w[4]
                         );
                     }
                 }
