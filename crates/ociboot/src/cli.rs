@@ -50,6 +50,18 @@ pub enum Command {
     /// Manage the images in the store.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Print a shell completion script.
+    #[command(hide = true)]
+    Completion {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages for every command into DIR.
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]

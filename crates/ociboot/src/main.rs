@@ -31,5 +31,35 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         cli::Command::Image(cmd) => image::run(&g, cmd),
+        cli::Command::Completion { shell } => {
+            let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "ociboot", &mut std::io::stdout());
+            Ok(())
+        }
+        cli::Command::Man { dir } => write_man_pages(&dir),
     }
+}
+
+/// One page per command and subcommand: ociboot.8, ociboot-image.8, ociboot-image-pull.8, …
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fn rec(cmd: &clap::Command, name: String, dir: &std::path::Path) -> anyhow::Result<()> {
+        if cmd.is_hide_set() {
+            return Ok(());
+        }
+        let cmd = cmd.clone().name(name.clone());
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).section("8").render(&mut out)?;
+        let path = dir.join(format!("{name}.8"));
+        std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
+        for sub in cmd.get_subcommands() {
+            rec(sub, format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        Ok(())
+    }
+    let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+    // Propagate global options (--sysroot, --quiet) into every subcommand's page.
+    cmd.build();
+    rec(&cmd, "ociboot".into(), dir)
 }

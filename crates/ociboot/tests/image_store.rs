@@ -377,4 +377,11 @@ fn quiet_and_usage() {
     assert!(err.contains("nothing-here-at-all.invalid"), "{err}");
     let help = h.ok(&["image", "pull", "--help"]);
     assert!(help.contains("oci-archive:PATH"), "{help}");
+    // man pages and completions come from the same definitions
+    let man = h.path("man");
+    h.ok(&["man", man.to_str().unwrap()]);
+    let page = std::fs::read_to_string(man.join("ociboot-image-pull.8")).unwrap();
+    assert!(page.contains("sysroot") && page.contains(r"oci\-archive"), "{page}");
+    let bash = h.ok(&["completion", "bash"]);
+    assert!(bash.contains("unpack"), "{bash}");
 }
