@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Seed the fuzz corpora from the test fixtures: uncompressed layers of the tricky image for
+# tar_layer, manifests/indexes/configs for manifest, layer and tree records of a real store
+# for record. Then: RUSTC_BOOTSTRAP=1 cargo fuzz run -O TARGET -- -max_total_time=60
+set -euo pipefail
+cd "$(dirname "$0")"
+FX=$(mktemp -d)
+trap 'rm -rf "$FX"' EXIT
+python3 ../tests/fixtures/mkimages.py "$FX" >/dev/null
+mkdir -p corpus/tar_layer corpus/manifest corpus/record
+python3 - "$FX" <<'PY'
+import json, os, shutil, sys
+fx = sys.argv[1]
+j = json.load(open(os.path.join(fx, "fixtures.json")))
+for name, l in j["layouts"].items():
+    for tag, t in l["tags"].items():
+        blobs = os.path.join(fx, l["path"], "blobs", "sha256")
+        for d in [t["digest"], t.get("manifest"), t.get("config")]:
+            if d:
+                p = os.path.join(blobs, d.split(":")[1])
+                if os.path.exists(p):
+                    shutil.copy(p, os.path.join("corpus/manifest", d.split(":")[1]))
+        if name == "tricky" and tag == "plain":
+            for d in t["layers"]:
+                shutil.copy(os.path.join(blobs, d.split(":")[1]), os.path.join("corpus/tar_layer", d.split(":")[1]))
+PY
+sysroot=$FX/sysroot
+mkdir -p "$sysroot"
+(cd .. && cargo run -q -- --quiet --sysroot "$sysroot" image pull "oci:$FX/tricky:gzip")
+cp "$sysroot"/ociboot/store/layers/* corpus/record/
+for t in "$sysroot"/ociboot/store/images/*/tree; do cp "$t" "corpus/record/tree-$(basename "$(dirname "$t")")"; done
+echo "seeded: $(ls corpus/tar_layer | wc -l) layers, $(ls corpus/manifest | wc -l) manifests, $(ls corpus/record | wc -l) records"
