@@ -50,7 +50,9 @@ fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
         }
         let cmd = cmd.clone().name(name.clone());
         let mut out = Vec::new();
-        clap_mangen::Man::new(cmd.clone()).section("8").render(&mut out)?;
+        clap_mangen::Man::new(cmd.clone())
+            .section("8")
+            .render(&mut out)?;
         let path = dir.join(format!("{name}.8"));
         std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
         for sub in cmd.get_subcommands() {

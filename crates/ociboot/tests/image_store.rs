@@ -381,7 +381,10 @@ fn quiet_and_usage() {
     let man = h.path("man");
     h.ok(&["man", man.to_str().unwrap()]);
     let page = std::fs::read_to_string(man.join("ociboot-image-pull.8")).unwrap();
-    assert!(page.contains("sysroot") && page.contains(r"oci\-archive"), "{page}");
+    assert!(
+        page.contains("sysroot") && page.contains(r"oci\-archive"),
+        "{page}"
+    );
     let bash = h.ok(&["completion", "bash"]);
     assert!(bash.contains("unpack"), "{bash}");
 }
