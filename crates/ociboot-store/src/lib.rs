@@ -33,4 +33,4 @@ pub use store::{
     ImageRecord, ImageSummary, NoProgress, PruneReport, PullOutcome, PullProgress, Store,
 };
 pub use tree::{Content, LayerOp, Meta, Node, Tree};
-pub use unpack::{unpack, UnpackStats};
+pub use unpack::{unpack, unpack_with, Mode as UnpackMode, UnpackStats};

@@ -11,12 +11,23 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode as Mode_, OFlags, Timespec, Timestamps};
 
 use crate::error::{Error, IoContext, Result};
 use crate::objects::{apply_meta_fd, ObjectId};
 use crate::store::Store;
 use crate::tree::{show, Content, Meta, Node, Tree};
+
+/// How file contents reach the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Copies (reflinks where the filesystem can): the user's to change.
+    Copy,
+    /// Hardlinks to the store's objects, which already carry owner, mode and xattrs: a
+    /// deployment shares every file with the store and with other deployments. Needs the
+    /// destination on the store's filesystem.
+    Hardlink,
+}
 
 /// Counters of an unpack.
 #[derive(Debug, Default, Clone, Copy)]
@@ -28,6 +39,8 @@ pub struct UnpackStats {
 
 struct Ctx<'a> {
     store: &'a Store,
+    mode: Mode,
+    objects_fd: OwnedFd,
     dest_fd: OwnedFd,
     /// hardlink group -> (path created first, its object, its metadata)
     groups: HashMap<Vec<u8>, (Vec<u8>, ObjectId, Meta)>,
@@ -47,6 +60,11 @@ fn times(mtime: i64) -> Timestamps {
 
 /// Write `tree` into `dest`, which must not exist or be an empty directory.
 pub fn unpack(store: &Store, tree: &Tree, dest: &Path) -> Result<UnpackStats> {
+    unpack_with(store, tree, dest, Mode::Copy)
+}
+
+/// [`unpack`], choosing how file contents are materialised.
+pub fn unpack_with(store: &Store, tree: &Tree, dest: &Path, mode: Mode) -> Result<UnpackStats> {
     match std::fs::read_dir(dest) {
         Ok(mut rd) => {
             if rd.next().is_some() {
@@ -64,11 +82,20 @@ pub fn unpack(store: &Store, tree: &Tree, dest: &Path) -> Result<UnpackStats> {
     let dest_fd = rustix::fs::open(
         dest,
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::empty(),
+        Mode_::empty(),
     )
     .ctx(|| format!("opening {}", dest.display()))?;
+    let objects = store.objects_dir();
+    let objects_fd = rustix::fs::open(
+        &objects,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode_::empty(),
+    )
+    .ctx(|| format!("opening {}", objects.display()))?;
     let mut ctx = Ctx {
         store,
+        mode,
+        objects_fd,
         dest_fd,
         groups: HashMap::new(),
         stats: UnpackStats::default(),
@@ -144,13 +171,13 @@ impl Ctx<'_> {
         self.stats.entries += 1;
         match &node.content {
             Content::Dir(children) => {
-                rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
+                rustix::fs::mkdirat(dir, name, Mode_::from_raw_mode(0o700))
                     .ctx(|| format!("creating directory {what}"))?;
                 let fd = rustix::fs::openat(
                     dir,
                     name,
                     OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
+                    Mode_::empty(),
                 )
                 .ctx(|| format!("opening {what}"))?;
                 for (n, c) in children {
@@ -176,6 +203,18 @@ impl Ctx<'_> {
                         return Ok(());
                     }
                 }
+                if self.mode == Mode::Hardlink {
+                    rustix::fs::linkat(
+                        &self.objects_fd,
+                        object.rel_path().as_str(),
+                        dir,
+                        name,
+                        AtFlags::empty(),
+                    )
+                    .ctx(|| format!("linking {what} to object {}", object.hex()))?;
+                    self.stats.hardlinks += 1;
+                    return Ok(());
+                }
                 let src_path = self.store.object_path(object);
                 let mut src = File::open(&src_path)
                     .ctx(|| format!("opening object {} for {what}", object.hex()))?;
@@ -187,7 +226,7 @@ impl Ctx<'_> {
                         | OFlags::WRONLY
                         | OFlags::NOFOLLOW
                         | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
+                    Mode_::from_raw_mode(0o600),
                 )
                 .ctx(|| format!("creating {what}"))?;
                 let mut out = File::from(fd);
@@ -223,7 +262,7 @@ impl Ctx<'_> {
                     }
                     _ => unreachable!("matched above"),
                 };
-                rustix::fs::mknodat(dir, name, ft, Mode::from_raw_mode(0o600), dev)
+                rustix::fs::mknodat(dir, name, ft, Mode_::from_raw_mode(0o600), dev)
                     .ctx(|| format!("creating {} {what}", node.type_name()))?;
                 rustix::fs::chownat(
                     dir,
@@ -233,7 +272,7 @@ impl Ctx<'_> {
                     AtFlags::SYMLINK_NOFOLLOW,
                 )
                 .ctx(|| format!("chown {what}"))?;
-                rustix::fs::chmodat(dir, name, Mode::from_raw_mode(m.mode), AtFlags::empty())
+                rustix::fs::chmodat(dir, name, Mode_::from_raw_mode(m.mode), AtFlags::empty())
                     .ctx(|| format!("chmod {what}"))?;
                 set_xattrs_at(dir, name, &m.xattrs, &what)?;
                 rustix::fs::utimensat(dir, name, &times(m.mtime), AtFlags::SYMLINK_NOFOLLOW)

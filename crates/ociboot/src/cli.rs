@@ -43,10 +43,84 @@ pub struct Cli {
 pub struct Global {
     pub sysroot: PathBuf,
     pub quiet: bool,
+    pub verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show the booted, staged and rollback deployments.
+    Status {
+        /// Output format (default: humanreadable on a terminal, yaml otherwise).
+        #[arg(long, value_enum)]
+        format: Option<StatusFormat>,
+        /// Same as --format=json.
+        #[arg(long, hide = true, conflicts_with = "format")]
+        json: bool,
+        /// Only the booted deployment.
+        #[arg(long)]
+        booted: bool,
+        /// Accepted for compatibility: only version 1 exists.
+        #[arg(long, hide = true, value_parser = ["0", "1"])]
+        format_version: Option<String>,
+    },
+    /// Download the image this system follows again and stage it if it changed.
+    #[command(alias = "update")]
+    Upgrade {
+        /// Only fetch the manifest and config, and report whether an update is available.
+        #[arg(long, conflicts_with_all = ["apply", "download_only", "from_downloaded"])]
+        check: bool,
+        /// Reboot into the update if one was staged.
+        #[arg(long)]
+        apply: bool,
+        /// Stage the update but do not apply it at shutdown (see --from-downloaded).
+        #[arg(long, conflicts_with = "apply")]
+        download_only: bool,
+        /// Let a staged --download-only update be applied at the next shutdown; no network.
+        #[arg(long, conflicts_with = "download_only")]
+        from_downloaded: bool,
+    },
+    /// Follow another image: pull it and stage it for the next boot.
+    Switch {
+        /// The image to switch to.
+        #[arg(value_name = "TARGET")]
+        target: String,
+        /// How TARGET is reached.
+        #[arg(long, value_enum, default_value_t = TransportArg::Registry)]
+        transport: TransportArg,
+        /// Keep the previous image in the store.
+        #[arg(long)]
+        retain: bool,
+        /// Reboot into the new image.
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Make the rollback deployment the next boot (no download). /etc changes made since
+    /// the rollback deployment was left do not carry over.
+    Rollback {
+        /// Reboot into it.
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Merge /etc into the staged deployment and make it the default (the shutdown unit runs this).
+    FinalizeStaged,
+    /// Keep a deployment from garbage collection (by index in boot order, or id).
+    Pin {
+        #[arg(value_name = "DEPLOYMENT")]
+        deployment: String,
+    },
+    /// Let a pinned deployment be garbage-collected again.
+    Unpin {
+        #[arg(value_name = "DEPLOYMENT")]
+        deployment: String,
+    },
+    /// Show how the booted system's /etc (or /var) drifted from its image.
+    Diff {
+        #[arg(value_enum, default_value_t = DiffWhat::Etc)]
+        what: DiffWhat,
+    },
+    /// Install ociboot and an image onto a target.
+    #[command(subcommand)]
+    Install(InstallCommand),
     /// Manage the images in the store.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -61,6 +135,64 @@ pub enum Command {
     Man {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum StatusFormat {
+    Humanreadable,
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TransportArg {
+    Registry,
+    Oci,
+    OciArchive,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DiffWhat {
+    Etc,
+    Var,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Bootloader {
+    None,
+    Systemd,
+    Grub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstallCommand {
+    /// Install into an empty directory or mounted filesystem (the physical root).
+    ToFilesystem {
+        /// The image to install (registry, oci:PATH[:TAG], oci-archive:PATH[:TAG]).
+        #[arg(long, value_name = "REF")]
+        source_imgref: String,
+        /// The image the installed system follows for updates (default: the source).
+        #[arg(long, value_name = "REF")]
+        target_imgref: Option<String>,
+        /// How --target-imgref is reached.
+        #[arg(long, value_enum)]
+        target_transport: Option<TransportArg>,
+        /// Name of the stateroot (the set of deployments sharing one /var).
+        #[arg(long, default_value = "default")]
+        stateroot: String,
+        /// Add a kernel argument (repeatable).
+        #[arg(long = "karg", value_name = "KARG")]
+        kargs: Vec<String>,
+        /// The root filesystem for the kernel (root=SPEC); empty for none.
+        #[arg(long, value_name = "SPEC")]
+        root_mount_spec: Option<String>,
+        /// Which bootloader to install (only `none`, entries and kernels, for now).
+        #[arg(long, value_enum, default_value_t = Bootloader::None)]
+        bootloader: Bootloader,
+        /// The target root.
+        #[arg(value_name = "ROOT")]
+        root: PathBuf,
     },
 }
 

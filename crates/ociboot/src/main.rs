@@ -1,6 +1,7 @@
 //! The `ociboot` command: a thin layer of argument parsing and output over the library crates.
 
 mod cli;
+mod host;
 mod image;
 mod output;
 mod progress;
@@ -28,6 +29,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let g = cli::Global {
         sysroot: cli.sysroot.clone(),
         quiet: cli.quiet,
+        verbose: cli.verbose,
     };
     match cli.command {
         cli::Command::Image(cmd) => image::run(&g, cmd),
@@ -37,6 +39,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Ok(())
         }
         cli::Command::Man { dir } => write_man_pages(&dir),
+        other => host::run(&g, other),
     }
 }
 

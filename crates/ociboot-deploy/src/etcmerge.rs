@@ -1,0 +1,202 @@
+//! The /etc three-way merge, as ostree does it: what the admin changed relative to the booted
+//! image's pristine /etc (content, mode, owner, added, removed files, symlinks) is carried into
+//! the new deployment; everything the admin did not touch follows the new image. Local wins.
+//!
+//! Conflicts that cannot be merged (a local file where the new image has a directory, a local
+//! change below something the new image made a symlink or a file) are found by [`plan`] before
+//! anything is written, so staging refuses them instead of failing at shutdown.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::fstree::{self, FsEntry, Kind};
+
+/// Local changes: `orig` (pristine /etc of the running image) → `modified` (the live /etc).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EtcDiff {
+    pub added: Vec<PathBuf>,
+    pub modified: Vec<PathBuf>,
+    pub removed: Vec<PathBuf>,
+}
+
+impl EtcDiff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.modified.is_empty() && self.removed.is_empty()
+    }
+}
+
+fn under(p: &Path, dirs: &[PathBuf]) -> bool {
+    dirs.iter().any(|d| p != d && p.starts_with(d))
+}
+
+/// Compare two scans. Removed and added directories are listed once, not with their contents.
+pub fn diff(orig: &BTreeMap<PathBuf, FsEntry>, modified: &BTreeMap<PathBuf, FsEntry>) -> EtcDiff {
+    let mut d = EtcDiff::default();
+    for (p, o) in orig {
+        match modified.get(p) {
+            None => {
+                if !under(p, &d.removed) {
+                    d.removed.push(p.clone());
+                }
+            }
+            Some(m) if m != o => {
+                // A directory that became something else, or the reverse, is a replacement.
+                d.modified.push(p.clone());
+            }
+            Some(_) => {}
+        }
+    }
+    for p in modified.keys() {
+        if !orig.contains_key(p) && !under(p, &d.added) {
+            d.added.push(p.clone());
+        }
+    }
+    // Below a path replaced by a directory, everything is local: the replacement copies it.
+    let replaced_dirs: Vec<PathBuf> = d
+        .modified
+        .iter()
+        .filter(|p| {
+            modified.get(*p).is_some_and(|e| e.is_dir())
+                && !orig.get(*p).is_some_and(|e| e.is_dir())
+        })
+        .cloned()
+        .collect();
+    d.added.retain(|p| !under(p, &replaced_dirs));
+    d
+}
+
+/// What applying a diff to the new /etc will do, or why it cannot.
+pub struct Plan {
+    pub diff: EtcDiff,
+    pub conflicts: Vec<String>,
+}
+
+/// Check that `diff` (from `modified_root`) can be applied to the new /etc at `new_root`.
+pub fn plan(diff: EtcDiff, modified: &BTreeMap<PathBuf, FsEntry>, new_root: &Path) -> Result<Plan> {
+    let new = fstree::scan(new_root)?;
+    let mut conflicts = Vec::new();
+    let removed = diff.removed.clone();
+    let gone = |p: &Path| removed.iter().any(|r| p == r || p.starts_with(r));
+    for p in diff.modified.iter().chain(&diff.added) {
+        let Some(local) = modified.get(p) else {
+            continue;
+        };
+        // Every parent must be (or become) a directory in the new /etc.
+        let mut anc = p.parent();
+        while let Some(a) = anc {
+            if a.as_os_str().is_empty() {
+                break;
+            }
+            if let Some(e) = new.get(a) {
+                if !e.is_dir() && !gone(a) && !diff.modified.iter().any(|m| m == a) {
+                    conflicts.push(format!(
+                        "/etc/{}: changed locally, but the new image has /etc/{} as a {}",
+                        p.display(),
+                        a.display(),
+                        describe(e)
+                    ));
+                }
+            }
+            anc = a.parent();
+        }
+        if let Some(e) = new.get(p) {
+            if e.is_dir() && !local.is_dir() {
+                conflicts.push(format!(
+                    "/etc/{}: a local {} where the new image has a directory",
+                    p.display(),
+                    describe(local)
+                ));
+            }
+        }
+    }
+    conflicts.dedup();
+    Ok(Plan { diff, conflicts })
+}
+
+fn describe(e: &FsEntry) -> &'static str {
+    match e.kind {
+        Kind::Dir => "directory",
+        Kind::File { .. } => "file",
+        Kind::Symlink(_) => "symlink",
+        Kind::Special(_) => "special file",
+    }
+}
+
+/// Counts for the log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MergeStats {
+    pub added: usize,
+    pub modified: usize,
+    pub removed: usize,
+}
+
+/// Three-way merge: `orig` is the running image's pristine /etc, `modified` the live /etc,
+/// `new` the new deployment's /etc (a fresh copy of its own pristine /etc), changed in place.
+pub fn merge(orig: &Path, modified: &Path, new: &Path) -> Result<MergeStats> {
+    let o = fstree::scan(orig)?;
+    let m = fstree::scan(modified)?;
+    let d = diff(&o, &m);
+    let p = plan(d, &m, new)?;
+    if !p.conflicts.is_empty() {
+        return Err(Error::EtcConflict(p.conflicts));
+    }
+    let d = p.diff;
+    for r in &d.removed {
+        fstree::remove_path(&new.join(r))?;
+    }
+    let mut changed: Vec<&PathBuf> = d.modified.iter().chain(&d.added).collect();
+    changed.sort();
+    // Directories copied whole: what lies below them is already in place.
+    let mut whole: Vec<PathBuf> = Vec::new();
+    for rel in changed {
+        if under(rel, &whole) {
+            continue;
+        }
+        let src = modified.join(rel);
+        let dst = new.join(rel);
+        let Some(local) = m.get(rel) else { continue };
+        if matches!(local.kind, Kind::Special(_)) {
+            continue;
+        }
+        // Missing parents take the local directories' metadata.
+        let mut missing = Vec::new();
+        let mut a = rel.parent();
+        while let Some(x) = a {
+            if x.as_os_str().is_empty() || new.join(x).exists() {
+                break;
+            }
+            missing.push(x.to_path_buf());
+            a = x.parent();
+        }
+        for x in missing.iter().rev() {
+            std::fs::create_dir(new.join(x)).map_err(|e| Error::Io {
+                context: format!("creating {}", new.join(x).display()),
+                source: e,
+            })?;
+            fstree::copy_dir_meta(&modified.join(x), &new.join(x))?;
+        }
+        let existing = fstree::stat(&dst)?;
+        match (existing, local.is_dir()) {
+            (Some(e), true) if e.is_dir() => fstree::copy_dir_meta(&src, &dst)?,
+            (Some(_), true) => {
+                fstree::remove_path(&dst)?;
+                fstree::copy_path(&src, &dst)?;
+                whole.push(rel.clone());
+            }
+            (None, true) => {
+                fstree::copy_path(&src, &dst)?;
+                whole.push(rel.clone());
+            }
+            (_, false) => {
+                fstree::remove_path(&dst)?;
+                fstree::copy_path(&src, &dst)?;
+            }
+        }
+    }
+    Ok(MergeStats {
+        added: d.added.len(),
+        modified: d.modified.len(),
+        removed: d.removed.len(),
+    })
+}

@@ -1,0 +1,24 @@
+//! # ociboot-deploy: deployments and boot entries
+//!
+//! The third stage of ociboot's data flow. From an image in the store it makes a
+//! **deployment** — a root directory whose files are hardlinks to the store's objects, with its
+//! own writable `/etc` (the image's pristine `/etc` kept at `usr/etc`) and the stateroot's
+//! shared `/var` — and the **boot entries** (BLS type #1) that boot it. It implements the
+//! bootc lifecycle on top: stage for the next boot, finalize at shutdown with a three-way
+//! `/etc` merge, rollback, pin, garbage collection, and the `org.containers.bootc/v1` status.
+//!
+//! Every change is made visible by one rename (a deployment directory, an origin file, the
+//! staged-state file, the `boot/loader` symlink); see ARCHITECTURE.md for the invariants.
+
+pub mod bls;
+mod error;
+pub mod etcmerge;
+pub mod fstree;
+pub mod kargs;
+pub mod origin;
+pub mod status;
+pub mod sysroot;
+
+pub use error::{Error, Result};
+pub use origin::{CachedUpdate, Origin};
+pub use sysroot::{Deployment, GcReport, InstallOptions, StagedInfo, State, Sysroot};
