@@ -30,7 +30,9 @@ fn under(p: &Path, dirs: &[PathBuf]) -> bool {
     dirs.iter().any(|d| p != d && p.starts_with(d))
 }
 
-/// Compare two scans. Removed and added directories are listed once, not with their contents.
+/// Compare two scans. A removed directory is listed once, not with its contents (it goes as a
+/// whole); added paths are all listed, parents first, because an added directory may meet a
+/// directory of the same name in the new image and must then be merged entry by entry.
 pub fn diff(orig: &BTreeMap<PathBuf, FsEntry>, modified: &BTreeMap<PathBuf, FsEntry>) -> EtcDiff {
     let mut d = EtcDiff::default();
     for (p, o) in orig {
@@ -48,21 +50,10 @@ pub fn diff(orig: &BTreeMap<PathBuf, FsEntry>, modified: &BTreeMap<PathBuf, FsEn
         }
     }
     for p in modified.keys() {
-        if !orig.contains_key(p) && !under(p, &d.added) {
+        if !orig.contains_key(p) {
             d.added.push(p.clone());
         }
     }
-    // Below a path replaced by a directory, everything is local: the replacement copies it.
-    let replaced_dirs: Vec<PathBuf> = d
-        .modified
-        .iter()
-        .filter(|p| {
-            modified.get(*p).is_some_and(|e| e.is_dir())
-                && !orig.get(*p).is_some_and(|e| e.is_dir())
-        })
-        .cloned()
-        .collect();
-    d.added.retain(|p| !under(p, &replaced_dirs));
     d
 }
 
@@ -89,7 +80,8 @@ pub fn plan(diff: EtcDiff, modified: &BTreeMap<PathBuf, FsEntry>, new_root: &Pat
                 break;
             }
             if let Some(e) = new.get(a) {
-                if !e.is_dir() && !gone(a) && !diff.modified.iter().any(|m| m == a) {
+                let replaced = diff.modified.iter().chain(&diff.added).any(|m| m == a);
+                if !e.is_dir() && !gone(a) && !replaced {
                     conflicts.push(format!(
                         "/etc/{}: changed locally, but the new image has /etc/{} as a {}",
                         p.display(),
@@ -147,12 +139,7 @@ pub fn merge(orig: &Path, modified: &Path, new: &Path) -> Result<MergeStats> {
     }
     let mut changed: Vec<&PathBuf> = d.modified.iter().chain(&d.added).collect();
     changed.sort();
-    // Directories copied whole: what lies below them is already in place.
-    let mut whole: Vec<PathBuf> = Vec::new();
     for rel in changed {
-        if under(rel, &whole) {
-            continue;
-        }
         let src = modified.join(rel);
         let dst = new.join(rel);
         let Some(local) = m.get(rel) else { continue };
@@ -178,16 +165,13 @@ pub fn merge(orig: &Path, modified: &Path, new: &Path) -> Result<MergeStats> {
         }
         let existing = fstree::stat(&dst)?;
         match (existing, local.is_dir()) {
+            // Directories are made one level at a time: their children are in the list too.
             (Some(e), true) if e.is_dir() => fstree::copy_dir_meta(&src, &dst)?,
             (Some(_), true) => {
                 fstree::remove_path(&dst)?;
-                fstree::copy_path(&src, &dst)?;
-                whole.push(rel.clone());
+                make_dir_like(&src, &dst)?;
             }
-            (None, true) => {
-                fstree::copy_path(&src, &dst)?;
-                whole.push(rel.clone());
-            }
+            (None, true) => make_dir_like(&src, &dst)?,
             (_, false) => {
                 fstree::remove_path(&dst)?;
                 fstree::copy_path(&src, &dst)?;
@@ -199,4 +183,12 @@ pub fn merge(orig: &Path, modified: &Path, new: &Path) -> Result<MergeStats> {
         modified: d.modified.len(),
         removed: d.removed.len(),
     })
+}
+
+fn make_dir_like(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir(dst).map_err(|e| Error::Io {
+        context: format!("creating {}", dst.display()),
+        source: e,
+    })?;
+    fstree::copy_dir_meta(src, dst)
 }

@@ -118,6 +118,9 @@ pub enum Command {
         #[arg(value_enum, default_value_t = DiffWhat::Etc)]
         what: DiffWhat,
     },
+    /// Remove what no deployment needs any more (runs after every change anyway).
+    #[command(hide = true)]
+    Cleanup,
     /// Install ociboot and an image onto a target.
     #[command(subcommand)]
     Install(InstallCommand),

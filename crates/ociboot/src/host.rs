@@ -247,6 +247,20 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
                 None => say(g, "No staged deployment to finalize"),
             }
         }
+        Command::Cleanup => {
+            let store = open_store(&root, &rep)?;
+            let r = sysroot.gc(&store, &[])?;
+            say(
+                g,
+                format_args!(
+                    "Removed {} deployments, {} kernels, {} images; freed {}",
+                    r.deployments,
+                    r.kernels,
+                    r.images,
+                    crate::output::human_size(r.bytes)
+                ),
+            );
+        }
         Command::Pin { deployment } => {
             let _store = open_store(&root, &rep)?;
             let d = sysroot.set_pinned(&deployment, true)?;
