@@ -40,6 +40,17 @@ pub struct Origin {
     #[serde(default)]
     pub cached_update: Option<CachedUpdate>,
     pub deployed_at: String,
+    /// Where this deployment's kernel and initramfs were installed in /boot.
+    #[serde(default)]
+    pub kernel: Option<BootFiles>,
+}
+
+/// Kernel and initramfs paths as boot entries name them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BootFiles {
+    pub linux: String,
+    pub initrd: Option<String>,
 }
 
 impl Origin {

@@ -22,7 +22,7 @@ use crate::error::{Ctx, Error, Result};
 use crate::etcmerge;
 use crate::fstree;
 use crate::kargs;
-use crate::origin::{CachedUpdate, Origin};
+use crate::origin::{BootFiles, CachedUpdate, Origin};
 
 fn hit(step: &str) {
     ociboot_store::failpoint::hit(step);
@@ -322,8 +322,24 @@ impl Sysroot {
         Ok((id, serial, final_dir))
     }
 
-    fn entry_for(&self, d: &Deployment, index: usize) -> Result<Entry> {
+    /// The deployment's kernel in /boot: as recorded in its origin when it is still there
+    /// (no need to read and hash it again), else installed now.
+    fn boot_files(&self, d: &Deployment) -> Result<BootFiles> {
+        if let Some(k) = &d.origin.kernel {
+            let present = |p: &str| self.boot.join(p.trim_start_matches('/')).is_file();
+            if present(&k.linux) && k.initrd.as_deref().is_none_or(present) {
+                return Ok(k.clone());
+            }
+        }
         let k = bls::install_kernel(&self.boot, &d.stateroot, &d.root)?;
+        Ok(BootFiles {
+            linux: k.linux,
+            initrd: k.initrd,
+        })
+    }
+
+    fn entry_for(&self, d: &Deployment, index: usize) -> Result<Entry> {
+        let k = self.boot_files(d)?;
         let pretty = os_pretty_name(&d.root).unwrap_or_else(|| d.origin.image.to_string());
         let title = match &d.origin.version {
             Some(v) => format!("{pretty} {v} (ociboot:{}:{index})", d.stateroot),
@@ -437,6 +453,7 @@ impl Sysroot {
             pinned: false,
             cached_update: None,
             deployed_at: ociboot_store::time::now(),
+            kernel: None,
         })
     }
 
@@ -637,7 +654,10 @@ impl Sysroot {
 
     /// Remove deployments no entry, staged state or pin needs, kernels no entry uses, and
     /// store content no kept deployment uses (refs in `retain` stay).
-    pub fn gc(&self, store: &Store, retain: &[ImageReference]) -> Result<GcReport> {
+    ///
+    /// The store is pruned only when this removed a deployment or a reference (or `full`):
+    /// walking every object is the expensive part, and there is nothing new to free otherwise.
+    pub fn gc(&self, store: &Store, retain: &[ImageReference], full: bool) -> Result<GcReport> {
         let state = self.state()?;
         let mut keep: BTreeSet<String> = state.entries.iter().map(|(_, d)| d.key()).collect();
         if let Some((d, _)) = &state.staged {
@@ -694,7 +714,12 @@ impl Sysroot {
                 && !retain.contains(&r.reference)
             {
                 store.remove(&format!("{}", r.reference))?;
+                report.refs += 1;
             }
+        }
+        if !(full || report.deployments > 0 || report.refs > 0) {
+            hit("gc-store-pruned");
+            return Ok(report);
         }
         let digests: Vec<Sha256Digest> = live_digests.into_iter().collect();
         let p = store.prune(&digests)?;
@@ -737,6 +762,7 @@ impl Sysroot {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct GcReport {
     pub deployments: u64,
+    pub refs: u64,
     pub kernels: u64,
     pub images: u64,
     pub bytes: u64,

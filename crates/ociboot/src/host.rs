@@ -169,7 +169,7 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
             let pulled = store.pull(&spec, &opts, &rep)?;
             let d = sysroot.stage(&store, &spec, &pulled.manifest_digest, download_only)?;
             sysroot.set_cached_update(&booted, None)?;
-            sysroot.gc(&store, &[])?;
+            sysroot.gc(&store, &[], false)?;
             print_queued(
                 g,
                 &spec,
@@ -210,7 +210,7 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
             } else {
                 vec![]
             };
-            sysroot.gc(&store, &retained)?;
+            sysroot.gc(&store, &retained, false)?;
             print_queued(g, &r, d.origin.version.as_deref(), &pulled.manifest_digest);
             if apply {
                 reboot(g)?;
@@ -225,7 +225,8 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
             } else {
                 say(g, "Next boot: rollback deployment");
             }
-            sysroot.gc(&store, &[])?;
+            // Like bootc, no collection here: rollback only reorders entries, and must be fast.
+            drop(store);
             if apply {
                 reboot(g)?;
             }
@@ -234,7 +235,7 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
             let store = open_store(&root, &rep)?;
             match sysroot.finalize_staged()? {
                 Some(d) => {
-                    sysroot.gc(&store, &[])?;
+                    sysroot.gc(&store, &[], false)?;
                     say(
                         g,
                         format_args!(
@@ -249,7 +250,7 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
         }
         Command::Cleanup => {
             let store = open_store(&root, &rep)?;
-            let r = sysroot.gc(&store, &[])?;
+            let r = sysroot.gc(&store, &[], true)?;
             say(
                 g,
                 format_args!(
@@ -270,7 +271,7 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
             let store = open_store(&root, &rep)?;
             let d = sysroot.set_pinned(&deployment, false)?;
             say(g, format_args!("Unpinned {} ({})", d.key(), d.origin.image));
-            sysroot.gc(&store, &[])?;
+            sysroot.gc(&store, &[], false)?;
         }
         Command::Diff { what } => {
             let state = sysroot.state()?;
