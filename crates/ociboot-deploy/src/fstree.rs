@@ -124,26 +124,12 @@ fn cstr(p: &Path) -> Result<CString> {
 
 /// Copy extended attributes from one path to another (neither followed if a symlink).
 pub fn copy_xattrs(src: &Path, dst: &Path) -> Result<()> {
-    let mut names = vec![0u8; 4096];
-    let n = match rustix::fs::llistxattr(src, &mut names) {
-        Ok(n) => n,
-        Err(rustix::io::Errno::NOTSUP) => return Ok(()),
-        Err(rustix::io::Errno::RANGE) => {
-            names.resize(65536, 0);
-            rustix::fs::llistxattr(src, &mut names)
-                .ctx(|| format!("listing xattrs of {}", src.display()))?
-        }
-        Err(e) => return Err(e).ctx(|| format!("listing xattrs of {}", src.display())),
-    };
-    for name in names[..n].split(|&b| b == 0).filter(|x| !x.is_empty()) {
+    for (name, value) in ociboot_store::objects::read_xattrs(src)? {
         let cname = CString::new(name).map_err(|_| Error::Invalid("xattr name".into()))?;
-        let mut val = vec![0u8; 65536];
-        let len = rustix::fs::lgetxattr(src, cname.as_c_str(), &mut val)
-            .ctx(|| format!("reading xattrs of {}", src.display()))?;
         rustix::fs::lsetxattr(
             dst,
             cname.as_c_str(),
-            &val[..len],
+            &value,
             rustix::fs::XattrFlags::empty(),
         )
         .ctx(|| {
@@ -250,17 +236,7 @@ pub fn copy_path(src: &Path, dst: &Path) -> Result<()> {
 
 /// Remove a path (recursively for directories) if it exists; never follows symlinks.
 pub fn remove_path(p: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => {
-            std::fs::remove_dir_all(p).ctx(|| format!("removing {}", p.display()))
-        }
-        Ok(_) => std::fs::remove_file(p).ctx(|| format!("removing {}", p.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Io {
-            context: format!("stat {}", p.display()),
-            source: e,
-        }),
-    }
+    Ok(ociboot_store::fsutil::remove_any(p)?)
 }
 
 /// Set a directory's owner and mode to those of another.

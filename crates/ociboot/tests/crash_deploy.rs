@@ -9,24 +9,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::Command;
-
-fn os_layout() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("os");
-    std::fs::create_dir_all(&dir).unwrap();
-    let lock = std::fs::File::create(dir.with_extension("lock")).unwrap();
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
-    let script = repo_root().join("tests/fixtures/mkos.py");
-    let stamp = dir.join(".done");
-    let fresh = std::fs::metadata(&stamp).is_ok_and(|m| {
-        m.modified().unwrap() >= std::fs::metadata(&script).unwrap().modified().unwrap()
-    });
-    if !fresh {
-        sh(Command::new("python3").arg(&script).arg(&dir));
-        std::fs::write(&stamp, b"").unwrap();
-    }
-    dir
-}
 
 fn oci(tag: &str) -> String {
     format!("{}:{tag}", os_layout().display())

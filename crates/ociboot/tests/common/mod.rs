@@ -44,14 +44,14 @@ pub fn sh(cmd: &mut Command) -> Output {
     out
 }
 
-/// The fixture layouts, generated once per target dir (guarded by a lock file so parallel
-/// test binaries share them).
-pub fn fixtures() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+/// Output of a fixture script (`python3 tests/fixtures/SCRIPT DIR`), made once per target dir
+/// and again when the script changes; a lock file lets parallel test binaries share it.
+pub fn cached_fixture(name: &str, script: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let lock = std::fs::File::create(dir.join(".lock")).unwrap();
+    let lock = std::fs::File::create(dir.with_extension("lock")).unwrap();
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
-    let script = repo_root().join("tests/fixtures/mkimages.py");
+    let script = repo_root().join("tests/fixtures").join(script);
     let stamp = dir.join(".done");
     let script_mtime = std::fs::metadata(&script).unwrap().modified().unwrap();
     let fresh = std::fs::metadata(&stamp).is_ok_and(|m| m.modified().unwrap() >= script_mtime);
@@ -60,6 +60,16 @@ pub fn fixtures() -> PathBuf {
         std::fs::write(&stamp, b"").unwrap();
     }
     dir
+}
+
+/// The layouts of tests/fixtures/mkimages.py.
+pub fn fixtures() -> PathBuf {
+    cached_fixture("fixtures", "mkimages.py")
+}
+
+/// The OS images (v1, v2, v3, conflict) of tests/fixtures/mkos.py.
+pub fn os_layout() -> PathBuf {
+    cached_fixture("os", "mkos.py")
 }
 
 /// The digest fixtures.json gives for a layout's tag.
