@@ -24,7 +24,8 @@ fn dirs() -> &'static (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf
 fuzz_target!(|data: &[u8]| {
     let (_, objects, tmp) = dirs();
     let Ok(mut staging) = Staging::new(tmp, objects) else { return };
-    match import_layer(data, Compression::None, &mut staging, "fuzz") {
+    let digest = ociboot_oci::Sha256Digest::of(data);
+    match import_layer(data, digest, data.len() as u64, Compression::None, &mut staging, "fuzz") {
         Ok(layer) => {
             let _ = staging.commit();
             let mut t = Tree::new();

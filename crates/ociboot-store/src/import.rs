@@ -46,9 +46,18 @@ struct StreamHasher<R> {
     tx: Option<std::sync::mpsc::SyncSender<(std::sync::Arc<Vec<u8>>, usize)>>,
     worker: Option<std::thread::JoinHandle<Sha256Digest>>,
     count: u64,
+    /// Verify the stream as a blob: its digest, its size, and its name for errors.
+    expect: Option<(Sha256Digest, u64, String)>,
 }
 
 const STREAM_BUF: usize = 256 << 10;
+
+fn mismatch(what: &str, msg: String) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        ociboot_oci::digest::BlobMismatch(format!("{what}: {msg}")),
+    )
+}
 
 impl<R: Read> StreamHasher<R> {
     fn new(inner: R, hash: bool) -> Self {
@@ -74,7 +83,16 @@ impl<R: Read> StreamHasher<R> {
             tx,
             worker,
             count: 0,
+            expect: None,
         }
+    }
+
+    /// Like a [`ociboot_oci::VerifyingReader`], with the hashing on a thread of its own:
+    /// fails past `size` bytes, and at the end on a short stream or another digest.
+    fn verifying(inner: R, digest: Sha256Digest, size: u64, what: String) -> Self {
+        let mut s = Self::new(inner, true);
+        s.expect = Some((digest, size, what));
+        s
     }
 
     /// The diff_id (when hashing), the stream's length and the inner reader.
@@ -103,6 +121,36 @@ impl<R: Read> StreamHasher<R> {
         self.pos = 0;
         self.len = n;
         self.count += n as u64;
+        if let Some((digest, size, what)) = &self.expect {
+            if self.count > *size {
+                return Err(mismatch(
+                    what,
+                    format!("blob is larger than the {size} bytes its descriptor declares"),
+                ));
+            }
+            if n == 0 {
+                let (digest, size, what) = (*digest, *size, what.clone());
+                if self.count != size {
+                    return Err(mismatch(
+                        &what,
+                        format!("truncated blob: got {} of {size} bytes", self.count),
+                    ));
+                }
+                self.tx = None;
+                let got = self.worker.take().and_then(|w| w.join().ok());
+                if got != Some(digest) {
+                    let got = got
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "nothing".into());
+                    return Err(mismatch(
+                        &what,
+                        format!("digest mismatch: expected {digest}, got {got}"),
+                    ));
+                }
+                self.expect = None;
+                return Ok(());
+            }
+        }
         if n > 0 {
             if let Some(tx) = &self.tx {
                 tx.send((self.pool[idx].clone(), n))
@@ -255,17 +303,21 @@ impl Parser<'_> {
     }
 }
 
-/// Import a layer from `blob` (already wrapped in a verifying reader by the caller). `what`
-/// names the layer for errors. The caller checks `diff_id` against the config.
+/// Import a layer from the raw `blob` stream, which must have `digest` and `size` (checked as
+/// it streams, on a thread of its own). `what` names the layer for errors. The caller checks
+/// `diff_id` against the config.
 ///
 /// Two threads: this one decompresses, hashes the stream and parses tar; a second one hashes
 /// file contents and writes objects, so both cores work on a large layer.
 pub fn import_layer<R: Read>(
     blob: R,
+    digest: Sha256Digest,
+    size: u64,
     compression: Compression,
     staging: &mut Staging,
     what: &str,
 ) -> Result<ImportedLayer> {
+    let blob = StreamHasher::verifying(blob, digest, size, what.to_string());
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Job>>(QUEUE);
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || write_objects(rx, staging));

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use ociboot_oci::{
-    fetch_image, layer_compression, open_blob, open_source, FetchedImage, ImageReference,
-    LayerInfo, RegistryOptions, Sha256Digest,
+    fetch_image, layer_compression, open_source, FetchedImage, ImageReference, LayerInfo,
+    RegistryOptions, Sha256Digest,
 };
 use serde::{Deserialize, Serialize};
 
@@ -395,17 +395,19 @@ impl Store {
             })?;
             progress.layer_start(i, l);
             let what = format!("{name}: layer {}", l.digest);
-            let blob = open_blob(src, &l.digest, l.size, &what)?;
+            // Verified (digest, size) as it streams, inside import_layer.
+            let blob = src.blob_stream(&l.digest, l.size)?;
             let blob = ProgressReader::new(blob, |n| progress.layer_progress(i, n));
             let mut staging = Staging::new(&self.root.join("tmp"), &self.objects_dir())?;
             let t0 = std::time::Instant::now();
-            let imported = match import_layer(blob, compression, &mut staging, &what) {
-                Ok(x) => x,
-                Err(e) => {
-                    staging.abort();
-                    return Err(e);
-                }
-            };
+            let imported =
+                match import_layer(blob, l.digest, l.size, compression, &mut staging, &what) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        staging.abort();
+                        return Err(e);
+                    }
+                };
             let diff_id = imported.diff_id.unwrap_or(l.digest);
             if diff_id != l.diff_id {
                 staging.abort();
