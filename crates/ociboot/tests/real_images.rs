@@ -106,3 +106,99 @@ fn buildah_containerfile_image() {
     let list = h.ok(&["image", "list", "--format", "json"]);
     assert!(list.contains("\"version\""), "{list}");
 }
+
+/// The VM test OS (tests/vm/build-os.sh: Debian with kernel, systemd, systemd-boot; v2 adds
+/// `less` and a kargs.d file) through the deployment life on a directory sysroot: the same
+/// content issue 4 boots in a VM.
+#[test]
+fn vm_os_image_install_switch_rollback() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vm-os");
+    {
+        let lock = std::fs::File::create(out.with_extension("lock")).unwrap();
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        sh(Command::new("bash")
+            .arg(repo_root().join("tests/vm/build-os.sh"))
+            .arg(&out));
+    }
+    let mut h = Host::new("vm-os");
+    let cmdline = h.path("cmdline");
+    std::fs::write(&cmdline, "").unwrap();
+    h.env
+        .push(("OCIBOOT_PROC_CMDLINE".into(), cmdline.display().to_string()));
+    let root = h.sysroot();
+    let boot = |h: &Host| {
+        let dir = root.join("boot/loader/entries");
+        let mut entries: Vec<(u32, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let t = std::fs::read_to_string(e.unwrap().path()).unwrap();
+                let get = |k: &str| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{k} ")))
+                        .unwrap()
+                        .to_string()
+                };
+                (get("version").parse().unwrap(), get("options"))
+            })
+            .collect();
+        entries.sort();
+        let opts = entries.pop().unwrap().1;
+        std::fs::write(&cmdline, &opts).unwrap();
+        let _ = std::fs::remove_dir_all(h.sysroot().join("run"));
+        opts
+    };
+    let status = |h: &Host| -> serde_json::Value {
+        serde_json::from_str(&h.ok(&["status", "--json"])).unwrap()
+    };
+    h.ok(&[
+        "install",
+        "to-filesystem",
+        "--source-imgref",
+        &format!("oci:{}:v1", out.display()),
+        "--root-mount-spec",
+        "LABEL=root",
+        "--bootloader",
+        "none",
+        root.to_str().unwrap(),
+    ]);
+    let opts = boot(&h);
+    assert!(
+        opts.contains("console=ttyS0,115200") && opts.contains("root=LABEL=root"),
+        "{opts}"
+    );
+    let s = status(&h);
+    let v1root = PathBuf::from(s["status"]["booted"]["ociboot"]["root"].as_str().unwrap());
+    assert!(v1root.join("usr/lib/systemd/systemd").exists());
+    assert!(v1root.join("etc/systemd").is_dir() && v1root.join("usr/etc/systemd").is_dir());
+    assert!(!v1root.join("usr/bin/less").exists());
+    std::fs::write(v1root.join("etc/motd"), "local motd\n").unwrap();
+    h.ok(&[
+        "switch",
+        "--transport",
+        "oci",
+        &format!("{}:v2", out.display()),
+    ]);
+    h.ok(&["finalize-staged"]);
+    let opts = boot(&h);
+    assert!(
+        opts.contains("ociboot.v2=1") && opts.contains("console=ttyS0,115200"),
+        "{opts}"
+    );
+    let s = status(&h);
+    assert_eq!(s["status"]["booted"]["image"]["version"], "2");
+    let v2root = PathBuf::from(s["status"]["booted"]["ociboot"]["root"].as_str().unwrap());
+    assert!(v2root.join("usr/bin/less").is_file());
+    assert_eq!(
+        std::fs::read_to_string(v2root.join("etc/motd")).unwrap(),
+        "local motd\n"
+    );
+    // The kernel and initramfs the entries name are the image's own.
+    let kernels: Vec<_> = std::fs::read_dir(root.join("boot/ociboot"))
+        .unwrap()
+        .collect();
+    assert_eq!(kernels.len(), 1, "v1 and v2 share one kernel");
+    h.ok(&["rollback"]);
+    boot(&h);
+    assert_eq!(status(&h)["status"]["booted"]["image"]["version"], "1");
+    h.ok(&["image", "fsck", "--contents"]);
+}
