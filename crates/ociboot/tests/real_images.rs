@@ -120,36 +120,11 @@ fn vm_os_image_install_switch_rollback() {
             .arg(repo_root().join("tests/vm/build-os.sh"))
             .arg(&out));
     }
-    let mut h = Host::new("vm-os");
-    let cmdline = h.path("cmdline");
-    std::fs::write(&cmdline, "").unwrap();
-    h.env
-        .push(("OCIBOOT_PROC_CMDLINE".into(), cmdline.display().to_string()));
-    let root = h.sysroot();
-    let boot = |h: &Host| {
-        let dir = root.join("boot/loader/entries");
-        let mut entries: Vec<(u32, String)> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| {
-                let t = std::fs::read_to_string(e.unwrap().path()).unwrap();
-                let get = |k: &str| {
-                    t.lines()
-                        .find_map(|l| l.strip_prefix(&format!("{k} ")))
-                        .unwrap()
-                        .to_string()
-                };
-                (get("version").parse().unwrap(), get("options"))
-            })
-            .collect();
-        entries.sort();
-        let opts = entries.pop().unwrap().1;
-        std::fs::write(&cmdline, &opts).unwrap();
-        let _ = std::fs::remove_dir_all(h.sysroot().join("run"));
-        opts
-    };
-    let status = |h: &Host| -> serde_json::Value {
-        serde_json::from_str(&h.ok(&["status", "--json"])).unwrap()
-    };
+    let m = Machine::new("vm-os");
+    let h = &m.h;
+    let root = m.root();
+    let boot = |_: &Host| m.reboot();
+    let status = |_: &Host| m.status();
     h.ok(&[
         "install",
         "to-filesystem",
@@ -161,12 +136,12 @@ fn vm_os_image_install_switch_rollback() {
         "none",
         root.to_str().unwrap(),
     ]);
-    let opts = boot(&h);
+    let opts = boot(h);
     assert!(
         opts.contains("console=ttyS0,115200") && opts.contains("root=LABEL=root"),
         "{opts}"
     );
-    let s = status(&h);
+    let s = status(h);
     let v1root = PathBuf::from(s["status"]["booted"]["ociboot"]["root"].as_str().unwrap());
     assert!(v1root.join("usr/lib/systemd/systemd").exists());
     assert!(v1root.join("etc/systemd").is_dir() && v1root.join("usr/etc/systemd").is_dir());
@@ -179,12 +154,12 @@ fn vm_os_image_install_switch_rollback() {
         &format!("{}:v2", out.display()),
     ]);
     h.ok(&["finalize-staged"]);
-    let opts = boot(&h);
+    let opts = boot(h);
     assert!(
         opts.contains("ociboot.v2=1") && opts.contains("console=ttyS0,115200"),
         "{opts}"
     );
-    let s = status(&h);
+    let s = status(h);
     assert_eq!(s["status"]["booted"]["image"]["version"], "2");
     let v2root = PathBuf::from(s["status"]["booted"]["ociboot"]["root"].as_str().unwrap());
     assert!(v2root.join("usr/bin/less").is_file());
@@ -198,7 +173,7 @@ fn vm_os_image_install_switch_rollback() {
         .collect();
     assert_eq!(kernels.len(), 1, "v1 and v2 share one kernel");
     h.ok(&["rollback"]);
-    boot(&h);
-    assert_eq!(status(&h)["status"]["booted"]["image"]["version"], "1");
+    boot(h);
+    assert_eq!(status(h)["status"]["booted"]["image"]["version"], "1");
     h.ok(&["image", "fsck", "--contents"]);
 }

@@ -502,3 +502,127 @@ pub fn umoci_unpack(layout: &Path, tag: &str, dest: &Path) {
         .arg(dest)
         .stdout(Stdio::null()));
 }
+
+/// A sysroot whose bootloader is played by the test: `reboot` hands the default entry's
+/// `options` line to later commands through OCIBOOT_PROC_CMDLINE.
+pub struct Machine {
+    pub h: Host,
+    pub cmdline: PathBuf,
+}
+
+impl Machine {
+    pub fn new(name: &str) -> Machine {
+        let h = Host::new(name);
+        let cmdline = h.path("cmdline");
+        std::fs::write(&cmdline, "").unwrap();
+        let mut m = Machine { h, cmdline };
+        m.h.env.push((
+            "OCIBOOT_PROC_CMDLINE".into(),
+            m.cmdline.display().to_string(),
+        ));
+        m
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.h.sysroot()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.h.ok(args)
+    }
+
+    pub fn fails(&self, args: &[&str]) -> String {
+        self.h.fails(args)
+    }
+
+    /// The entries on disk, default first: (options, linux, initrd).
+    pub fn entries(&self) -> Vec<(String, String, Option<String>)> {
+        let dir = self.root().join("boot/loader/entries");
+        let mut v: Vec<(u32, String, String, Option<String>)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let t = std::fs::read_to_string(e.unwrap().path()).unwrap();
+                let get = |k: &str| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{k} ")))
+                        .map(str::to_string)
+                };
+                (
+                    get("version").unwrap().parse().unwrap(),
+                    get("options").unwrap(),
+                    get("linux").unwrap(),
+                    get("initrd"),
+                )
+            })
+            .collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.0));
+        v.into_iter().map(|(_, o, l, i)| (o, l, i)).collect()
+    }
+
+    /// The default entry's options, after checking that what it boots is complete: a
+    /// non-empty kernel and initramfs, and a deployment root with usr/ and etc/.
+    pub fn default_entry(&self) -> String {
+        let (options, linux, initrd) = self.entries().into_iter().next().expect("no boot entry");
+        for f in std::iter::once(&linux).chain(initrd.as_ref()) {
+            let p = self.root().join("boot").join(f.trim_start_matches('/'));
+            assert!(
+                p.is_file() && std::fs::metadata(&p).unwrap().len() > 0,
+                "{} missing or empty",
+                p.display()
+            );
+        }
+        let key = options
+            .split_whitespace()
+            .find_map(|a| a.strip_prefix("ociboot="))
+            .expect("no ociboot= in the entry");
+        let (sr, id) = key.split_once('/').unwrap();
+        let droot = self
+            .root()
+            .join("ociboot/deploy")
+            .join(sr)
+            .join("deploy")
+            .join(id);
+        assert!(
+            droot.join("usr").is_dir() && droot.join("etc").is_dir(),
+            "deployment {key} incomplete"
+        );
+        options
+    }
+
+    /// Play the bootloader: boot the default entry. /run does not survive a reboot, and with
+    /// it goes any staged state. Returns the kernel command line.
+    pub fn reboot(&self) -> String {
+        let options = self.default_entry();
+        std::fs::write(&self.cmdline, &options).unwrap();
+        let _ = std::fs::remove_dir_all(self.root().join("run"));
+        options
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.ok(&["status", "--json"]);
+        assert_eq!(out.trim().lines().count(), 1, "compact JSON on one line");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// The root directory of the deployment in a status slot.
+    pub fn deployment_root(&self, slot: &str) -> PathBuf {
+        let s = self.status();
+        PathBuf::from(
+            s["status"][slot]["ociboot"]["root"]
+                .as_str()
+                .unwrap_or("/nonexistent"),
+        )
+    }
+
+    pub fn etc(&self) -> PathBuf {
+        self.deployment_root("booted").join("etc")
+    }
+
+    /// The version label of the booted image ("none" when not booted).
+    pub fn booted_version(&self) -> String {
+        self.status()["status"]["booted"]["image"]["version"]
+            .as_str()
+            .unwrap_or("none")
+            .to_string()
+    }
+}
