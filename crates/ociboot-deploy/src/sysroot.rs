@@ -613,10 +613,10 @@ impl Sysroot {
                 order.push(d);
             }
         }
-        if let Some((staged, _)) = &state.staged {
+        // A staged deployment is dropped (the GC removes its directory later).
+        if state.staged.is_some() {
             std::fs::remove_file(self.staged_file())
                 .ctx(|| format!("removing {}", self.staged_file().display()))?;
-            let _ = staged;
         }
         self.write_entries(&order, "rollback-entries-synced")?;
         Ok(reverting)
@@ -713,7 +713,7 @@ impl Sysroot {
                 && !live_digests.contains(&r.manifest_digest)
                 && !retain.contains(&r.reference)
             {
-                store.remove(&format!("{}", r.reference))?;
+                store.remove_ref(&r.reference)?;
                 report.refs += 1;
             }
         }

@@ -387,17 +387,7 @@ pub fn apply_meta_fd(f: &impl AsFd, meta: &Meta) -> Result<()> {
     .ctx(|| format!("chown to {}:{}", meta.uid, meta.gid))?;
     rustix::fs::fchmod(f, Mode::from_raw_mode(meta.mode))
         .ctx(|| format!("chmod {:o}", meta.mode))?;
-    for (k, v) in &meta.xattrs {
-        let name = CString::new(k.clone()).map_err(|_| {
-            Error::Layer(format!(
-                "xattr name {:?} contains NUL",
-                String::from_utf8_lossy(k)
-            ))
-        })?;
-        rustix::fs::fsetxattr(f, name.as_c_str(), v, rustix::fs::XattrFlags::empty())
-            .ctx(|| format!("setting xattr {}", String::from_utf8_lossy(k)))?;
-    }
-    Ok(())
+    set_xattrs_fd(f, &meta.xattrs)
 }
 
 /// Read an object's extended attributes, sorted.

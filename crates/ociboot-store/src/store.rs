@@ -647,23 +647,30 @@ impl Store {
     /// Remove references (by reference or digest: every reference to that image).
     pub fn remove(&self, what: &str) -> Result<Vec<ImageReference>> {
         self.ensure_writable()?;
+        // A stored reference removes just itself; a digest removes every reference to it.
+        if let Ok(r) = what.parse::<ImageReference>() {
+            if self.resolve(&r)?.is_some() {
+                self.remove_ref(&r)?;
+                return Ok(vec![r]);
+            }
+        }
         let d = self.find(what)?;
         let mut removed = Vec::new();
         for r in self.refs()? {
-            let matches_ref = what
-                .parse::<ImageReference>()
-                .is_ok_and(|x| x == r.reference);
-            let by_digest = !what
-                .parse::<ImageReference>()
-                .is_ok_and(|x| self.resolve(&x).ok().flatten().is_some());
-            if matches_ref || (by_digest && r.manifest_digest == d) {
-                let p = self.root.join("refs").join(ref_file_name(&r.reference));
-                std::fs::remove_file(&p).ctx(|| format!("removing {}", p.display()))?;
+            if r.manifest_digest == d {
+                self.remove_ref(&r.reference)?;
                 removed.push(r.reference);
             }
         }
-        fsync_dir(&self.root.join("refs"))?;
         Ok(removed)
+    }
+
+    /// Remove one reference (the image stays until [`Store::prune`]).
+    pub fn remove_ref(&self, r: &ImageReference) -> Result<()> {
+        self.ensure_writable()?;
+        let p = self.root.join("refs").join(ref_file_name(r));
+        std::fs::remove_file(&p).ctx(|| format!("removing {}", p.display()))?;
+        fsync_dir(&self.root.join("refs"))
     }
 
     /// Drop images no reference (and no `keep` root) points to, layers no image uses and

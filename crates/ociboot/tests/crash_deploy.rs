@@ -34,20 +34,11 @@ fn switch_args(tag: &str) -> Vec<String> {
 /// The default entry, checked down to files of the image: its deployment is complete.
 fn complete_default_entry(m: &Machine) -> String {
     let o = m.default_entry();
-    let key = o
-        .split_whitespace()
-        .find_map(|a| a.strip_prefix("ociboot="))
-        .unwrap();
-    let (sr, id) = key.split_once('/').unwrap();
-    let droot = m
-        .root()
-        .join("ociboot/deploy")
-        .join(sr)
-        .join("deploy")
-        .join(id);
+    let droot = m.deployment_dir(&o);
     assert!(
         droot.join("usr/bin/hello").is_file() && droot.join("etc/app/config").is_file(),
-        "deployment {key} incomplete"
+        "deployment {} incomplete",
+        droot.display()
     );
     o
 }

@@ -571,22 +571,27 @@ impl Machine {
                 p.display()
             );
         }
+        let droot = self.deployment_dir(&options);
+        assert!(
+            droot.join("usr").is_dir() && droot.join("etc").is_dir(),
+            "deployment {} incomplete",
+            droot.display()
+        );
+        options
+    }
+
+    /// The directory of the deployment an entry's options name (`ociboot=STATEROOT/ID`).
+    pub fn deployment_dir(&self, options: &str) -> PathBuf {
         let key = options
             .split_whitespace()
             .find_map(|a| a.strip_prefix("ociboot="))
             .expect("no ociboot= in the entry");
-        let (sr, id) = key.split_once('/').unwrap();
-        let droot = self
-            .root()
+        let (sr, id) = key.split_once('/').expect("ociboot=STATEROOT/ID");
+        self.root()
             .join("ociboot/deploy")
             .join(sr)
             .join("deploy")
-            .join(id);
-        assert!(
-            droot.join("usr").is_dir() && droot.join("etc").is_dir(),
-            "deployment {key} incomplete"
-        );
-        options
+            .join(id)
     }
 
     /// Play the bootloader: boot the default entry. /run does not survive a reboot, and with
