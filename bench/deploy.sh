@@ -129,7 +129,7 @@ for i in $(seq "$RUNS"); do
     S=$MNT/sysroot; mkdir -p "$S"
     "$OCIBOOT" -q install to-filesystem --source-imgref "oci:$L:v1" --bootloader none "$S"
     export OCIBOOT_PROC_CMDLINE=$WORK/cmdline
-    grep '^options' "$S"/boot/loader/entries/*.conf | head -1 | sed 's/^.*options //' > "$OCIBOOT_PROC_CMDLINE"
+    sed -n 's/^options //p' "$S/boot/loader/entries/$(sed -n 's/^default //p' "$S/boot/loader/loader.conf")" > "$OCIBOOT_PROC_CMDLINE"
     "$OCIBOOT" -q --sysroot "$S" image pull "oci:$L:v2"   # the download is not what is compared
     d0=$(disk "$S"); w0=$(written); t0=$(now)
     "$OCIBOOT" -q --sysroot "$S" switch --transport oci "$L:v2"

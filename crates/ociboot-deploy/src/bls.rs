@@ -1,16 +1,16 @@
 //! Boot Loader Specification type #1 entries and the kernels they point to.
 //!
 //! ```text
-//! <sysroot>/boot/
-//!   loader -> loader.0 | loader.1      the commit point: one symlink replaced by rename
-//!   loader.N/entries/ociboot-<K>.conf  one entry per deployment, K = count - index
+//! <boot>/                              the sysroot's boot/ or the ESP (FAT)
+//!   loader/loader.conf                 `default` = the next boot; `# ociboot-order:` the order
+//!   loader/entries/ociboot-<stateroot>-<id>.conf   one entry per deployment
 //!   ociboot/<stateroot>-<bootcsum>/    vmlinuz-<kver>, initramfs-<kver>.img (written once)
 //! ```
 //!
-//! A new entry set is written complete into the inactive `loader.N`, flushed, and made current
-//! by renaming a new symlink over `loader`: after a crash the loader sees the complete old or
-//! the complete new set. Kernel directories are named by the hash of their content and created
-//! by rename, so an entry never points at a partial kernel.
+//! No symlinks and no directory swaps, so the same scheme works on the ESP: see
+//! [`write_entries`] for the write order that keeps a complete default entry at every moment.
+//! Kernel directories are named by the hash of their content and created by rename, so an
+//! entry never points at a partial kernel.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -84,50 +84,93 @@ impl Entry {
     }
 }
 
-fn loader_link(boot: &Path) -> PathBuf {
-    boot.join("loader")
+/// Where the loader reads its configuration and entries.
+fn entries_dir(boot: &Path) -> PathBuf {
+    boot.join("loader/entries")
 }
 
-/// Which `loader.N` is current (None before the first write).
-pub fn current_index(boot: &Path) -> Result<Option<u8>> {
-    match std::fs::read_link(loader_link(boot)) {
-        Ok(t) => match t.to_str() {
-            Some("loader.0") => Ok(Some(0)),
-            Some("loader.1") => Ok(Some(1)),
-            _ => Err(Error::Invalid(format!(
-                "{}: unexpected target {}",
-                loader_link(boot).display(),
-                t.display()
-            ))),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).ctx(|| format!("reading {}", loader_link(boot).display())),
-    }
+fn loader_conf(boot: &Path) -> PathBuf {
+    boot.join("loader/loader.conf")
 }
 
-/// The current entries, default first (highest version first).
-pub fn read_entries(boot: &Path) -> Result<Vec<Entry>> {
-    let dir = loader_link(boot).join("entries");
-    let rd = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).ctx(|| format!("reading {}", dir.display())),
+/// The entry file of a deployment (`<stateroot>/<id>`): `ociboot-<stateroot>-<id>.conf`.
+pub fn entry_name(key: &str) -> String {
+    format!("ociboot-{}.conf", key.replacen('/', "-", 1))
+}
+
+/// The line of loader.conf that records ociboot's boot order (the loader ignores comments).
+const ORDER_PREFIX: &str = "# ociboot-order:";
+
+/// loader.conf with the default and the order replaced, other settings kept.
+fn render_loader_conf(old: Option<&str>, keys: &[String]) -> String {
+    let mut out = String::new();
+    let kept: Vec<&str> = match old {
+        Some(t) => t
+            .lines()
+            .filter(|l| {
+                let l = l.trim_start();
+                let ours = [
+                    "default ",
+                    "default\t",
+                    ORDER_PREFIX,
+                    "# Written by ociboot",
+                ];
+                !ours.iter().any(|p| l.starts_with(p))
+            })
+            .collect(),
+        None => vec!["timeout 2", "console-mode keep"],
     };
-    let mut out = Vec::new();
-    for e in rd {
-        let p = e.ctx(|| format!("reading {}", dir.display()))?.path();
-        let name = p
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        if !name.starts_with("ociboot-") || !name.ends_with(".conf") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&p).ctx(|| format!("reading {}", p.display()))?;
-        out.push(Entry::parse(&text, &p.display().to_string())?);
+    out.push_str(
+        "# Written by ociboot: `default` is the next boot, the order line ociboot's boot order.\n",
+    );
+    if let Some(first) = keys.first() {
+        out.push_str(&format!("default {}\n", entry_name(first)));
     }
-    out.sort_by_key(|e| std::cmp::Reverse(e.version));
+    for l in kept {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out.push_str(&format!("{ORDER_PREFIX} {}\n", keys.join(" ")));
+    out
+}
+
+/// The boot order recorded in loader.conf, if any.
+fn read_order(boot: &Path) -> Result<Option<Vec<String>>> {
+    let p = loader_conf(boot);
+    match std::fs::read_to_string(&p) {
+        Ok(t) => Ok(t.lines().find_map(|l| {
+            l.strip_prefix(ORDER_PREFIX)
+                .map(|r| r.split_whitespace().map(str::to_string).collect())
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).ctx(|| format!("reading {}", p.display())),
+    }
+}
+
+/// The current entries in boot order, default first: the order loader.conf records. Entry
+/// files it does not name are leftovers of an interrupted change and are ignored.
+pub fn read_entries(boot: &Path) -> Result<Vec<Entry>> {
+    let Some(order) = read_order(boot)? else {
+        return Ok(Vec::new());
+    };
+    let dir = entries_dir(boot);
+    let mut out = Vec::new();
+    for key in order {
+        let p = dir.join(entry_name(&key));
+        let text = match std::fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) => return Err(e).ctx(|| format!("reading {} (in the boot order)", p.display())),
+        };
+        let e = Entry::parse(&text, &p.display().to_string())?;
+        if e.deployment_key() != Some(key.as_str()) {
+            return Err(Error::Invalid(format!(
+                "{}: boots {:?}, not {key}",
+                p.display(),
+                e.deployment_key()
+            )));
+        }
+        out.push(e);
+    }
     Ok(out)
 }
 
@@ -135,52 +178,75 @@ fn fsync_dir(p: &Path) -> Result<()> {
     Ok(ociboot_store::fsutil::fsync_dir(p)?)
 }
 
-/// Replace the whole entry set, atomically. `entries` in boot order (default first); their
-/// versions are assigned here. `before_commit` runs after everything is durable, just before
-/// the symlink swap (a failpoint in tests).
-pub fn write_entries(boot: &Path, entries: &[Entry], before_commit: impl FnOnce()) -> Result<()> {
-    std::fs::create_dir_all(boot).ctx(|| format!("creating {}", boot.display()))?;
-    let cur = current_index(boot)?;
-    let new = match cur {
-        Some(0) => 1,
-        _ => 0,
-    };
-    let dir = boot.join(format!("loader.{new}"));
-    ociboot_store::fsutil::remove_any(&dir)?;
-    let ent = dir.join("entries");
-    std::fs::create_dir_all(&ent).ctx(|| format!("creating {}", ent.display()))?;
-    let n = entries.len() as u32;
-    for (i, e) in entries.iter().enumerate() {
-        let mut e = e.clone();
-        e.version = n - i as u32;
-        let p = ent.join(format!("ociboot-{}.conf", e.version));
-        let mut f = std::fs::File::create(&p).ctx(|| format!("creating {}", p.display()))?;
-        f.write_all(e.render().as_bytes())
-            .ctx(|| format!("writing {}", p.display()))?;
-        f.sync_all().ctx(|| format!("fsync {}", p.display()))?;
+/// Write `data` to `dir/name` through `dir/name.tmp` (a name the loader ignores): written,
+/// fsynced, renamed. Unchanged files are left alone.
+fn replace_file(dir: &Path, name: &str, data: &[u8]) -> Result<bool> {
+    let dest = dir.join(name);
+    if std::fs::read(&dest).is_ok_and(|cur| cur == data) {
+        return Ok(false);
     }
-    fsync_dir(&ent)?;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .ctx(|| format!("writing {}", tmp.display()))?;
+    drop(f);
+    std::fs::rename(&tmp, &dest)
+        .ctx(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+    Ok(true)
+}
+
+/// Replace the entry set. `entries` in boot order (default first); their versions are
+/// assigned here. This works on FAT, which has no symlinks and no directory swap:
+///
+/// 1. each deployment's entry file is written (to a `.tmp` name the loader ignores, fsynced,
+///    renamed); a complete entry is valid whatever the order, so this changes no boot;
+/// 2. `before_commit` runs (a failpoint in tests);
+/// 3. loader.conf is replaced the same way, naming the new default and recording the order:
+///    this one rename is the commit point (vfat renames over an existing name in place, so
+///    the loader finds the old or the new file);
+/// 4. entry files of deployments no longer in the order are removed.
+///
+/// Kernels are written before and removed only after (by the GC), so every entry present at
+/// any moment points at complete files.
+pub fn write_entries(boot: &Path, entries: &[Entry], before_commit: impl FnOnce()) -> Result<()> {
+    let dir = entries_dir(boot);
+    std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+    let n = entries.len();
+    let mut keys = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let key = e
+            .deployment_key()
+            .ok_or_else(|| Error::Invalid(format!("entry {:?} has no ociboot=", e.title)))?
+            .to_string();
+        let mut e = e.clone();
+        e.version = (n - i) as u32;
+        replace_file(&dir, &entry_name(&key), e.render().as_bytes())?;
+        keys.push(key);
+    }
     fsync_dir(&dir)?;
-    let tmp = boot.join("loader.tmp");
-    ociboot_store::fsutil::remove_any(&tmp)?;
-    std::os::unix::fs::symlink(format!("loader.{new}"), &tmp)
-        .ctx(|| format!("creating {}", tmp.display()))?;
-    fsync_dir(boot)?;
     before_commit();
-    std::fs::rename(&tmp, loader_link(boot)).ctx(|| {
-        format!(
-            "renaming {} over {}",
-            tmp.display(),
-            loader_link(boot).display()
-        )
-    })?;
-    fsync_dir(boot)?;
-    // The old set is no longer referenced.
-    if let Some(c) = cur {
-        if c != new {
-            ociboot_store::fsutil::remove_any(&boot.join(format!("loader.{c}")))?;
+    let loader = boot.join("loader");
+    let old = std::fs::read_to_string(loader_conf(boot)).ok();
+    replace_file(
+        &loader,
+        "loader.conf",
+        render_loader_conf(old.as_deref(), &keys).as_bytes(),
+    )?;
+    fsync_dir(&loader)?;
+    let live: Vec<String> = keys.iter().map(|k| entry_name(k)).collect();
+    for e in std::fs::read_dir(&dir).ctx(|| format!("reading {}", dir.display()))? {
+        let p = e.ctx(|| format!("reading {}", dir.display()))?.path();
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        if name.starts_with("ociboot-") && !live.contains(&name) {
+            ociboot_store::fsutil::remove_any(&p)?;
         }
     }
+    fsync_dir(&dir)?;
     Ok(())
 }
 
@@ -288,31 +354,63 @@ pub fn unused_kernel_dirs(boot: &Path, entries: &[Entry]) -> Result<Vec<PathBuf>
 mod tests {
     use super::*;
 
-    #[test]
-    fn entries_roundtrip_and_swap() {
-        let d = tempfile::tempdir().unwrap();
-        let boot = d.path().join("boot");
-        let e = |t: &str| Entry {
+    fn e(t: &str) -> Entry {
+        Entry {
             title: t.into(),
             version: 0,
             linux: "/ociboot/x/vmlinuz-1".into(),
             initrd: None,
             options: format!("rw ociboot=default/{t}"),
-        };
-        write_entries(&boot, &[e("a"), e("b")], || {}).unwrap();
-        let r = read_entries(&boot).unwrap();
-        assert_eq!(
-            r.iter()
-                .map(|x| x.deployment_key().unwrap())
-                .collect::<Vec<_>>(),
-            ["default/a", "default/b"]
-        );
-        assert_eq!(current_index(&boot).unwrap(), Some(0));
+        }
+    }
+
+    fn keys(b: &Path) -> Vec<String> {
+        read_entries(b)
+            .unwrap()
+            .iter()
+            .map(|x| x.deployment_key().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn entries_roundtrip_and_reorder() {
+        let d = tempfile::tempdir().unwrap();
+        let boot = d.path().join("boot");
+        write_entries(&boot, &[e("a"), e("b"), e("c")], || {}).unwrap();
+        assert_eq!(keys(&boot), ["default/a", "default/b", "default/c"]);
+        let conf = std::fs::read_to_string(boot.join("loader/loader.conf")).unwrap();
+        assert!(conf.contains("default ociboot-default-a.conf\n"), "{conf}");
+        // Interrupted just before the commit point: nothing changed for the loader or status.
+        write_entries(&boot, &[e("b"), e("a")], || {
+            assert_eq!(keys(&boot), ["default/a", "default/b", "default/c"]);
+        })
+        .unwrap();
+        assert_eq!(keys(&boot), ["default/b", "default/a"]);
+        assert_eq!(read_entries(&boot).unwrap()[0].version, 2);
+        let mut names: Vec<String> = std::fs::read_dir(boot.join("loader/entries"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["ociboot-default-a.conf", "ociboot-default-b.conf"]);
+    }
+
+    #[test]
+    fn admin_settings_in_loader_conf_are_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let boot = d.path().join("boot");
+        write_entries(&boot, &[e("a")], || {}).unwrap();
+        let p = boot.join("loader/loader.conf");
+        let t = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("timeout 2", "timeout 10");
+        std::fs::write(&p, t).unwrap();
         write_entries(&boot, &[e("b"), e("a")], || {}).unwrap();
-        assert_eq!(current_index(&boot).unwrap(), Some(1));
-        assert!(!boot.join("loader.0").exists());
-        let r = read_entries(&boot).unwrap();
-        assert_eq!(r[0].deployment_key(), Some("default/b"));
-        assert_eq!(r[0].version, 2);
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            t.contains("timeout 10\n") && !t.contains("timeout 2"),
+            "{t}"
+        );
+        assert_eq!(t.matches("default ").count(), 1, "{t}");
     }
 }

@@ -16,6 +16,7 @@ pub mod etcmerge;
 pub mod fstree;
 pub mod kargs;
 pub mod origin;
+pub mod rootsetup;
 pub mod status;
 pub mod sysroot;
 

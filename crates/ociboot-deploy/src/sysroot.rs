@@ -140,7 +140,7 @@ fn cmdline_key(cmdline: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -159,10 +159,25 @@ impl Sysroot {
             }
             None => root.join("run/ociboot"),
         };
+        // A booted system with its boot partition (the ESP) mounted at /boot.
+        let boot = if root == Path::new("/sysroot") && is_mount_point(Path::new("/boot")) {
+            PathBuf::from("/boot")
+        } else {
+            root.join("boot")
+        };
         Sysroot {
             root: root.to_path_buf(),
-            boot: root.join("boot"),
+            boot,
             run,
+        }
+    }
+
+    /// A sysroot whose boot filesystem is elsewhere (the ESP's staging directory when
+    /// installing to a disk).
+    pub fn with_boot(root: &Path, boot: &Path) -> Sysroot {
+        Sysroot {
+            boot: boot.to_path_buf(),
+            ..Sysroot::new(root)
         }
     }
 
@@ -350,6 +365,13 @@ impl Sysroot {
             options.push(' ');
         }
         options.push_str(&format!("ociboot={}", d.key()));
+        // The deployment's own static ociboot sets up the root at boot (see rootsetup.rs).
+        if d.root.join(INIT_IN_IMAGE).is_file() {
+            options.push_str(&format!(
+                " init=/ociboot/deploy/{}/deploy/{}/{INIT_IN_IMAGE}",
+                d.stateroot, d.id
+            ));
+        }
         Ok(Entry {
             title,
             version: 0,
@@ -396,6 +418,11 @@ impl Sysroot {
         })?;
         let pulled = store.pull(&source, reg, progress)?;
         let (id, serial, root) = self.deploy(store, &pulled.manifest_digest, &opts.stateroot)?;
+        // Where the initramfs moves /dev, /proc, /sys and /run before running init=.
+        for api in ["dev", "proc", "sys", "run"] {
+            let p = self.root.join(api);
+            std::fs::create_dir_all(&p).ctx(|| format!("creating {}", p.display()))?;
+        }
         let image_kargs = kargs::image_kargs(&root)?;
         let mut all = Vec::new();
         if let Some(spec) = opts.root_mount_spec.as_deref().filter(|s| !s.is_empty()) {
@@ -766,6 +793,17 @@ pub struct GcReport {
     pub kernels: u64,
     pub images: u64,
     pub bytes: u64,
+}
+
+/// Where an image carries the ociboot binary that sets up the root at boot.
+pub const INIT_IN_IMAGE: &str = "usr/bin/ociboot";
+
+pub(crate) fn is_mount_point(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(m), Some(Ok(parent))) => m.dev() != parent.dev(),
+        _ => false,
+    }
 }
 
 fn not_booted() -> Error {

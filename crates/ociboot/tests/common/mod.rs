@@ -535,28 +535,40 @@ impl Machine {
         self.h.fails(args)
     }
 
-    /// The entries on disk, default first: (options, linux, initrd).
+    /// The entries as the loader sees them, default first: (options, linux, initrd). The
+    /// default is the one loader.conf names; the rest follow ociboot's order line.
     pub fn entries(&self) -> Vec<(String, String, Option<String>)> {
+        let conf = std::fs::read_to_string(self.root().join("boot/loader/loader.conf")).unwrap();
+        let default = conf
+            .lines()
+            .find_map(|l| l.strip_prefix("default "))
+            .expect("no default in loader.conf")
+            .to_string();
+        let order: Vec<String> = conf
+            .lines()
+            .find_map(|l| l.strip_prefix("# ociboot-order: "))
+            .expect("no order line")
+            .split_whitespace()
+            .map(|k| format!("ociboot-{}.conf", k.replacen('/', "-", 1)))
+            .collect();
+        assert_eq!(order[0], default, "the default leads the order");
         let dir = self.root().join("boot/loader/entries");
-        let mut v: Vec<(u32, String, String, Option<String>)> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| {
-                let t = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        order
+            .iter()
+            .map(|name| {
+                let t = std::fs::read_to_string(dir.join(name)).unwrap();
                 let get = |k: &str| {
                     t.lines()
                         .find_map(|l| l.strip_prefix(&format!("{k} ")))
                         .map(str::to_string)
                 };
                 (
-                    get("version").unwrap().parse().unwrap(),
                     get("options").unwrap(),
                     get("linux").unwrap(),
                     get("initrd"),
                 )
             })
-            .collect();
-        v.sort_by_key(|e| std::cmp::Reverse(e.0));
-        v.into_iter().map(|(_, o, l, i)| (o, l, i)).collect()
+            .collect()
     }
 
     /// The default entry's options, after checking that what it boots is complete: a

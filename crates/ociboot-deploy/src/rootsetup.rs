@@ -1,0 +1,122 @@
+//! Root set-up at boot: make the deployment named on the kernel command line the root.
+//!
+//! The image's own kernel and initramfs mount the physical root and run `init=`, which points
+//! at the deployment's own (static) `usr/bin/ociboot` on that filesystem. As PID 1 it then:
+//!
+//! 1. finds `ociboot=<stateroot>/<id>` and the deployment directory `D`;
+//! 2. bind-mounts `D` on itself (so it can become `/`), `D/usr` read-only, the stateroot's
+//!    `var` on `D/var`, and the physical root (without its submounts) on `D/sysroot`;
+//! 3. moves `/dev`, `/proc`, `/sys` and `/run` (mounted by the initramfs) under `D`;
+//! 4. makes `D` the root (`MS_MOVE` onto `/`, `chroot`) and executes the image's `/sbin/init`.
+//!
+//! `/etc` is the deployment's own writable `etc`; `/boot` is mounted by the system itself
+//! (the installer writes its line to the deployment's /etc/fstab).
+
+use std::path::{Path, PathBuf};
+
+use rustix::mount::{self, MountFlags, MountPropagationFlags};
+
+use crate::error::{Ctx, Error, Result};
+
+/// The API filesystems the initramfs leaves mounted on the physical root.
+const API_MOUNTS: &[&str] = &["dev", "proc", "sys", "run"];
+
+/// What [`prepare_root`] did.
+#[derive(Debug)]
+pub struct Prepared {
+    /// `<stateroot>/<id>`
+    pub key: String,
+    /// The deployment directory, now a mount point ready to become `/`.
+    pub root: PathBuf,
+}
+
+/// The deployment named by `ociboot=` in `cmdline`, under the physical root `physical`.
+pub fn deployment_dir(physical: &Path, cmdline: &str) -> Result<(String, PathBuf)> {
+    let key = cmdline
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("ociboot="))
+        .ok_or_else(|| {
+            Error::State("no ociboot=STATEROOT/ID on the kernel command line".to_string())
+        })?;
+    let (sr, id) = key
+        .split_once('/')
+        .filter(|(s, i)| crate::sysroot::valid_name(s) && crate::sysroot::valid_name(i))
+        .ok_or_else(|| Error::Invalid(format!("bad ociboot={key} on the kernel command line")))?;
+    let dir = physical
+        .join("ociboot/deploy")
+        .join(sr)
+        .join("deploy")
+        .join(id);
+    if !dir.join("usr").is_dir() || !dir.join("etc").is_dir() {
+        return Err(Error::State(format!(
+            "deployment {key} named by ociboot= on the kernel command line is missing or \
+             incomplete: {} has no usr/ and etc/",
+            dir.display()
+        )));
+    }
+    Ok((key.to_string(), dir))
+}
+
+fn bind(src: &Path, dst: &Path) -> Result<()> {
+    mount::mount_bind(src, dst)
+        .map_err(std::io::Error::from)
+        .ctx(|| format!("bind-mounting {} on {}", src.display(), dst.display()))
+}
+
+/// Steps 1–3 above, with the physical root at `physical` (`/` at boot). Nothing is undone on
+/// error: at boot the caller stops the machine; elsewhere the mounts die with the namespace.
+pub fn prepare_root(physical: &Path, cmdline: &str) -> Result<Prepared> {
+    let (key, d) = deployment_dir(physical, cmdline)?;
+    let stateroot = key.split('/').next().unwrap_or_default();
+    let var = physical.join("ociboot/deploy").join(stateroot).join("var");
+    // Our mounts must not propagate back into a shared parent (systemd makes / shared later).
+    if physical == Path::new("/") || crate::sysroot::is_mount_point(physical) {
+        mount::mount_change(physical, MountPropagationFlags::PRIVATE)
+            .map_err(std::io::Error::from)
+            .ctx(|| format!("making {} private", physical.display()))?;
+    }
+    bind(&d, &d)?;
+    let usr = d.join("usr");
+    bind(&usr, &usr)?;
+    mount::mount_remount(&usr, MountFlags::BIND | MountFlags::RDONLY, "")
+        .map_err(std::io::Error::from)
+        .ctx(|| format!("remounting {} read-only", usr.display()))?;
+    for sub in ["var", "sysroot"] {
+        let p = d.join(sub);
+        if !p.is_dir() {
+            return Err(Error::State(format!("{} is missing", p.display())));
+        }
+    }
+    std::fs::create_dir_all(&var).ctx(|| format!("creating {}", var.display()))?;
+    bind(&var, &d.join("var"))?;
+    bind(physical, &d.join("sysroot"))?;
+    for api in API_MOUNTS {
+        let src = physical.join(api);
+        if !crate::sysroot::is_mount_point(&src) {
+            continue;
+        }
+        let dst = d.join(api);
+        std::fs::create_dir_all(&dst).ctx(|| format!("creating {}", dst.display()))?;
+        mount::mount_move(&src, &dst)
+            .map_err(std::io::Error::from)
+            .ctx(|| format!("moving {} to {}", src.display(), dst.display()))?;
+    }
+    Ok(Prepared { key, root: d })
+}
+
+/// Step 4: make the prepared deployment `/` of this process (and, as PID 1, of the system).
+pub fn switch_root(p: &Prepared) -> Result<()> {
+    rustix::process::chdir(&p.root)
+        .map_err(std::io::Error::from)
+        .ctx(|| format!("chdir {}", p.root.display()))?;
+    mount::mount_move(".", "/")
+        .map_err(std::io::Error::from)
+        .ctx(|| format!("moving {} onto /", p.root.display()))?;
+    rustix::process::chroot(".")
+        .map_err(std::io::Error::from)
+        .ctx(|| "chroot into the deployment".to_string())?;
+    rustix::process::chdir("/")
+        .map_err(std::io::Error::from)
+        .ctx(|| "chdir /".to_string())?;
+    Ok(())
+}
