@@ -14,9 +14,15 @@
 #                wired NIC and SCSI HBA drivers, ...) are not unpacked
 #                (dpkg path-exclude) to keep the image small; virtio, block,
 #                fs, dm, input and USB-core modules are all there.
-#       layer B  /usr/bin/ociboot (if OCIBOOT_BINARY is given, mode 0755) and
+#       layer B  /usr/bin/ociboot (if OCIBOOT_BINARY is given, mode 0755; it must
+#                be static: it runs as init= to set up the root at boot),
 #                /usr/lib/bootc/kargs.d/10-console.toml
-#                (kargs = ["console=ttyS0,115200"]).
+#                (kargs = ["console=ttyS0,115200"]), and, enabled by links in
+#                /usr/lib/systemd/system/multi-user.target.wants:
+#                ociboot-finalize-staged.service (from systemd/) and the VM
+#                test's guest side, ociboot-vmtest.service + /usr/libexec/
+#                ociboot-vmtest (from tests/vm/guest/; idle without the test's
+#                step disk).
 #       label org.opencontainers.image.version = "1"
 #   v2  layers A + B (shared with v1) + layer C: the package `less` installed
 #       by dpkg on top of A (computed as an overlayfs upper dir, converted to
@@ -78,6 +84,11 @@ if [[ -n $BIN ]]; then
 else
     BIN_SHA=none
 fi
+# Layer B also carries the systemd units and the VM test's guest side: part of its key.
+REPO=$(cd "$(dirname "$(realpath "${BASH_SOURCE[0]}")")/../.." && pwd)
+GUEST_FILES=("$REPO/systemd/ociboot-finalize-staged.service" "$REPO/tests/vm/guest/ociboot-vmtest.service"
+             "$REPO/tests/vm/guest/ociboot-vmtest")
+BIN_SHA=$( { echo "$BIN_SHA"; cat "${GUEST_FILES[@]}"; } | sha256sum | cut -d' ' -f1)
 
 SELF=$(realpath "${BASH_SOURCE[0]}")
 KEY=$( { sha256sum <"$SELF"; echo "suite=$SUITE mirror=$MIRROR sde=$SOURCE_DATE_EPOCH prune=$PRUNE_MODULES"; } \
@@ -389,6 +400,15 @@ chmod 0755 "$L2" "$L2/usr" "$L2/usr/bin"
 kargs_file "$L2/usr/lib/bootc/kargs.d/10-console.toml" "console=ttyS0,115200"
 chmod 0755 "$L2/usr/lib" "$L2/usr/lib/bootc" "$L2/usr/lib/bootc/kargs.d"
 if [[ -n $BIN ]]; then install -m 0755 "$BIN" "$L2/usr/bin/ociboot"; fi
+# systemd units, enabled by the image itself (links under /usr, so no /etc change)
+U=$L2/usr/lib/systemd/system
+install -D -m 0644 "$REPO/systemd/ociboot-finalize-staged.service" "$U/ociboot-finalize-staged.service"
+install -D -m 0644 "$REPO/tests/vm/guest/ociboot-vmtest.service" "$U/ociboot-vmtest.service"
+install -D -m 0755 "$REPO/tests/vm/guest/ociboot-vmtest" "$L2/usr/libexec/ociboot-vmtest"
+mkdir -p "$U/multi-user.target.wants"
+ln -s ../ociboot-finalize-staged.service "$U/multi-user.target.wants/ociboot-finalize-staged.service"
+ln -s ../ociboot-vmtest.service "$U/multi-user.target.wants/ociboot-vmtest.service"
+find "$L2" -type d -exec chmod 0755 {} +
 make_layer "$L2" ociboot
 
 # ---- 6. configs, manifests, index, build-os.json; drop unreferenced blobs ---
@@ -418,7 +438,7 @@ less_version = open(os.path.join(work, "less.version")).read().strip()
 c1, c2 = ts(sde), ts(sde + 86400)
 hist = {
     "rootfs": {"created": c1, "created_by": f"build-os.sh: mmdebstrap --variant=minbase {suite} + linux-image-amd64 {kver}, systemd, systemd-boot-efi, initramfs-tools"},
-    "ociboot": {"created": c1, "created_by": "build-os.sh: /usr/bin/ociboot" + (" (none)" if binsha == "none" else "") + ", kargs.d/10-console.toml"},
+    "ociboot": {"created": c1, "created_by": "build-os.sh: /usr/bin/ociboot, systemd units, kargs.d/10-console.toml"},
     "v2": {"created": c2, "created_by": f"build-os.sh: dpkg -i less {less_version}, kargs.d/20-v2.toml"},
 }
 TAGS = {"v1": ("1", c1, ["rootfs", "ociboot"]), "v2": ("2", c2, ["rootfs", "ociboot", "v2"])}

@@ -139,6 +139,16 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Set up the root as at boot, without switching to it: the deployment named by
+    /// ociboot= in CMDLINE, under PHYSICAL_ROOT (for tests, in a private mount namespace).
+    /// At boot the same runs as PID 1 (init=…/usr/bin/ociboot), then starts /sbin/init.
+    #[command(hide = true)]
+    PrepareRoot {
+        #[arg(long, value_name = "DIR")]
+        physical_root: PathBuf,
+        #[arg(long, value_name = "CMDLINE")]
+        cmdline: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -166,6 +176,12 @@ pub enum Bootloader {
     None,
     Systemd,
     Grub,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Filesystem {
+    Ext4,
+    Xfs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +212,49 @@ pub enum InstallCommand {
         /// The target root.
         #[arg(value_name = "ROOT")]
         root: PathBuf,
+    },
+    /// Install onto a whole disk: GPT, EFI system partition with systemd-boot, root filesystem.
+    ///
+    /// With --via-loopback, DEVICE is a disk image file, built without mounting anything; an
+    /// existing file keeps its size. `qemu-img convert -O qcow2` turns it into a VM disk.
+    ToDisk {
+        /// The image to install (registry, oci:PATH[:TAG], oci-archive:PATH[:TAG]).
+        #[arg(long, value_name = "REF")]
+        source_imgref: String,
+        /// The image the installed system follows for updates (default: the source).
+        #[arg(long, value_name = "REF")]
+        target_imgref: Option<String>,
+        /// How --target-imgref is reached.
+        #[arg(long, value_enum)]
+        target_transport: Option<TransportArg>,
+        /// Name of the stateroot (the set of deployments sharing one /var).
+        #[arg(long, default_value = "default")]
+        stateroot: String,
+        /// Add a kernel argument (repeatable).
+        #[arg(long = "karg", value_name = "KARG")]
+        kargs: Vec<String>,
+        /// DEVICE is a disk image file (the only kind supported so far).
+        #[arg(long)]
+        via_loopback: bool,
+        /// Overwrite a DEVICE that already holds data.
+        #[arg(long)]
+        wipe: bool,
+        /// The root filesystem type.
+        #[arg(long, value_enum, default_value_t = Filesystem::Ext4)]
+        filesystem: Filesystem,
+        /// Size of the root partition (e.g. 4G, 2500M); default: twice the image plus 1 GiB,
+        /// or the rest of an existing file.
+        #[arg(long, value_name = "SIZE")]
+        root_size: Option<String>,
+        /// authorized_keys for root on the installed system.
+        #[arg(long, value_name = "FILE")]
+        root_ssh_authorized_keys: Option<PathBuf>,
+        /// The bootloader, taken from the image.
+        #[arg(long, value_enum, default_value_t = Bootloader::Systemd)]
+        bootloader: Bootloader,
+        /// The disk (with --via-loopback: the image file to create or overwrite).
+        #[arg(value_name = "DEVICE")]
+        device: PathBuf,
     },
 }
 

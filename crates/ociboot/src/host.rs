@@ -23,8 +23,31 @@ impl From<TransportArg> for Transport {
     }
 }
 
+/// `4G`, `2500M`, `512K` or bytes.
+fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => bail!("bad size {s:?}: use a number with K, M, G or T"),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("bad size {s:?}: use a number with K, M, G or T"))?;
+    n.checked_mul(mult)
+        .with_context(|| format!("size {s:?} is too large"))
+}
+
 /// The physical root: `--sysroot`, except that on a booted system `/` means `/sysroot`.
-fn physical_root(g: &Global) -> PathBuf {
+pub(crate) fn physical_root(g: &Global) -> PathBuf {
     if g.sysroot == Path::new("/")
         && !Path::new("/ociboot").exists()
         && Path::new("/sysroot/ociboot").exists()
@@ -349,6 +372,102 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
                     d.key(),
                     root.display()
                 ),
+            );
+        }
+        Command::Install(InstallCommand::ToDisk {
+            source_imgref,
+            target_imgref,
+            target_transport,
+            stateroot,
+            kargs,
+            via_loopback,
+            wipe,
+            filesystem,
+            root_size,
+            root_ssh_authorized_keys,
+            bootloader,
+            device,
+        }) => {
+            if !via_loopback {
+                bail!(
+                    "{}: installing onto a block device is not supported yet; pass \
+                     --via-loopback to build a disk image file",
+                    device.display()
+                );
+            }
+            match bootloader {
+                Bootloader::Systemd => {}
+                Bootloader::Grub => bail!(
+                    "--bootloader grub is not supported yet (building GRUB's EFI image needs \
+                     grub-mkimage); use --bootloader systemd"
+                ),
+                Bootloader::None => bail!(
+                    "--bootloader none makes no bootable disk; use install to-filesystem for \
+                     entries and kernels only"
+                ),
+            }
+            let source: ImageReference = source_imgref.parse()?;
+            let target = match (target_imgref, target_transport) {
+                (Some(t), Some(tr)) => Some(ImageReference::new(tr.into(), &t)?),
+                (Some(t), None) => Some(t.parse()?),
+                (None, _) => None,
+            };
+            let root_size = root_size.as_deref().map(parse_size).transpose()?;
+            let ssh = root_ssh_authorized_keys
+                .map(|p| {
+                    std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+                })
+                .transpose()?;
+            let opts = ociboot_install::DiskOptions {
+                source,
+                target,
+                stateroot,
+                kargs,
+                filesystem: match filesystem {
+                    crate::cli::Filesystem::Ext4 => ociboot_install::RootFs::Ext4,
+                    crate::cli::Filesystem::Xfs => ociboot_install::RootFs::Xfs,
+                },
+                root_size,
+                esp_size: 512 << 20,
+                wipe,
+                root_ssh_authorized_keys: ssh,
+            };
+            let r = ociboot_install::install_to_disk(
+                &device,
+                &opts,
+                &RegistryOptions::from_env()?,
+                &rep,
+            )?;
+            say(
+                g,
+                format_args!(
+                    "Installed {} as {} on {} ({} MiB)\n  ESP:  {} MiB, FAT32 {}, partition {}\n  \
+                     root: {} MiB, ext4 UUID {}, partition {}\n  content {} MiB; staged in {:.1} s, \
+                     laid out in {:.1} s",
+                    r.deployment.origin.image,
+                    r.deployment.key(),
+                    device.display(),
+                    r.disk_size >> 20,
+                    r.esp.size() >> 20,
+                    r.esp_volume_id,
+                    r.esp.guid,
+                    r.root.size() >> 20,
+                    r.root_fs_uuid,
+                    r.root.guid,
+                    r.content_bytes >> 20,
+                    r.staging.as_secs_f64(),
+                    r.layout.as_secs_f64(),
+                ),
+            );
+        }
+        Command::PrepareRoot {
+            physical_root,
+            cmdline,
+        } => {
+            let p = ociboot_deploy::rootsetup::prepare_root(&physical_root, &cmdline)?;
+            say(
+                g,
+                format_args!("Prepared {} at {}", p.key, p.root.display()),
             );
         }
         Command::Image(_) | Command::Completion { .. } | Command::Man { .. } => {

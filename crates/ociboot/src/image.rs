@@ -14,12 +14,14 @@ fn parse_ref(s: &str) -> Result<ImageReference> {
 
 fn open_write(g: &Global, rep: &Reporter) -> Result<Store> {
     use ociboot_store::PullProgress;
-    Ok(Store::open_write(&g.sysroot, &|h| rep.waiting_for_lock(h))?)
+    Ok(Store::open_write(&crate::host::physical_root(g), &|h| {
+        rep.waiting_for_lock(h)
+    })?)
 }
 
 fn open_read(g: &Global, rep: &Reporter) -> Result<Option<Store>> {
     use ociboot_store::PullProgress;
-    match Store::open_read(&g.sysroot, &|h| rep.waiting_for_lock(h)) {
+    match Store::open_read(&crate::host::physical_root(g), &|h| rep.waiting_for_lock(h)) {
         Ok(s) => Ok(Some(s)),
         Err(ociboot_store::Error::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),

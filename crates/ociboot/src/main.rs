@@ -3,12 +3,17 @@
 mod cli;
 mod host;
 mod image;
+mod init;
 mod output;
 mod progress;
 
 use clap::Parser;
 
 fn main() {
+    // Started by the kernel as init=…/usr/bin/ociboot: set up the root, then run the real init.
+    if rustix::process::getpid().is_init() {
+        init::main();
+    }
     let cli = cli::Cli::parse();
     let filter = if cli.verbose > 0 { "debug" } else { "warn" };
     tracing_subscriber::fmt()

@@ -1,4 +1,5 @@
-//! Pull progress: one bar per layer on a terminal (bytes, rate, ETA), plain lines otherwise,
+//! Pull progress: one bar per layer on a terminal (bytes, rate, ETA), plain lines otherwise
+//! (also on a terminal without TERM or with TERM=dumb),
 //! nothing with --quiet.
 
 use std::io::IsTerminal;
@@ -23,7 +24,11 @@ impl Reporter {
     pub fn new(quiet: bool) -> Self {
         if quiet {
             Reporter::Quiet
-        } else if std::io::stderr().is_terminal() {
+        } else if std::io::stderr().is_terminal()
+            && std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb")
+        {
+            // Bars need a terminal that can move the cursor: not a service's serial console
+            // (no TERM) nor TERM=dumb, where they would be drawn nowhere.
             Reporter::Bars {
                 multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
                 bars: Mutex::new(Vec::new()),
