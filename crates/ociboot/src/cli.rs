@@ -184,25 +184,32 @@ pub enum Filesystem {
     Xfs,
 }
 
+/// What both install commands take: the image, where updates come from, kernel arguments.
+#[derive(Debug, clap::Args)]
+pub struct InstallImage {
+    /// The image to install (registry, oci:PATH[:TAG], oci-archive:PATH[:TAG]).
+    #[arg(long, value_name = "REF")]
+    pub source_imgref: String,
+    /// The image the installed system follows for updates (default: the source).
+    #[arg(long, value_name = "REF")]
+    pub target_imgref: Option<String>,
+    /// How --target-imgref is reached.
+    #[arg(long, value_enum)]
+    pub target_transport: Option<TransportArg>,
+    /// Name of the stateroot (the set of deployments sharing one /var).
+    #[arg(long, default_value = "default")]
+    pub stateroot: String,
+    /// Add a kernel argument (repeatable).
+    #[arg(long = "karg", value_name = "KARG")]
+    pub kargs: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum InstallCommand {
     /// Install into an empty directory or mounted filesystem (the physical root).
     ToFilesystem {
-        /// The image to install (registry, oci:PATH[:TAG], oci-archive:PATH[:TAG]).
-        #[arg(long, value_name = "REF")]
-        source_imgref: String,
-        /// The image the installed system follows for updates (default: the source).
-        #[arg(long, value_name = "REF")]
-        target_imgref: Option<String>,
-        /// How --target-imgref is reached.
-        #[arg(long, value_enum)]
-        target_transport: Option<TransportArg>,
-        /// Name of the stateroot (the set of deployments sharing one /var).
-        #[arg(long, default_value = "default")]
-        stateroot: String,
-        /// Add a kernel argument (repeatable).
-        #[arg(long = "karg", value_name = "KARG")]
-        kargs: Vec<String>,
+        #[command(flatten)]
+        image: InstallImage,
         /// The root filesystem for the kernel (root=SPEC); empty for none.
         #[arg(long, value_name = "SPEC")]
         root_mount_spec: Option<String>,
@@ -218,21 +225,8 @@ pub enum InstallCommand {
     /// With --via-loopback, DEVICE is a disk image file, built without mounting anything; an
     /// existing file keeps its size. `qemu-img convert -O qcow2` turns it into a VM disk.
     ToDisk {
-        /// The image to install (registry, oci:PATH[:TAG], oci-archive:PATH[:TAG]).
-        #[arg(long, value_name = "REF")]
-        source_imgref: String,
-        /// The image the installed system follows for updates (default: the source).
-        #[arg(long, value_name = "REF")]
-        target_imgref: Option<String>,
-        /// How --target-imgref is reached.
-        #[arg(long, value_enum)]
-        target_transport: Option<TransportArg>,
-        /// Name of the stateroot (the set of deployments sharing one /var).
-        #[arg(long, default_value = "default")]
-        stateroot: String,
-        /// Add a kernel argument (repeatable).
-        #[arg(long = "karg", value_name = "KARG")]
-        kargs: Vec<String>,
+        #[command(flatten)]
+        image: InstallImage,
         /// DEVICE is a disk image file (the only kind supported so far).
         #[arg(long)]
         via_loopback: bool,

@@ -23,6 +23,17 @@ impl From<TransportArg> for Transport {
     }
 }
 
+/// The image to install and the one to follow for updates.
+fn install_refs(i: &crate::cli::InstallImage) -> Result<(ImageReference, Option<ImageReference>)> {
+    let source: ImageReference = i.source_imgref.parse()?;
+    let target = match (&i.target_imgref, i.target_transport) {
+        (Some(t), Some(tr)) => Some(ImageReference::new(tr.into(), t)?),
+        (Some(t), None) => Some(t.parse()?),
+        (None, _) => None,
+    };
+    Ok((source, target))
+}
+
 /// `4G`, `2500M`, `512K` or bytes.
 fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
@@ -328,11 +339,7 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
             }
         }
         Command::Install(InstallCommand::ToFilesystem {
-            source_imgref,
-            target_imgref,
-            target_transport,
-            stateroot,
-            kargs,
+            image,
             root_mount_spec,
             bootloader,
             root,
@@ -343,12 +350,7 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
             if !root.is_dir() {
                 bail!("{} is not a directory", root.display());
             }
-            let source: ImageReference = source_imgref.parse()?;
-            let target = match (target_imgref, target_transport) {
-                (Some(t), Some(tr)) => Some(ImageReference::new(tr.into(), &t)?),
-                (Some(t), None) => Some(t.parse()?),
-                (None, _) => None,
-            };
+            let (source, target) = install_refs(&image)?;
             let sysroot = Sysroot::new(&root);
             let store = open_store(&root, &rep)?;
             let opts = RegistryOptions::from_env()?;
@@ -357,8 +359,8 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
                 &ociboot_deploy::InstallOptions {
                     source: Some(source),
                     target,
-                    stateroot,
-                    kargs,
+                    stateroot: image.stateroot,
+                    kargs: image.kargs,
                     root_mount_spec,
                 },
                 &opts,
@@ -375,11 +377,7 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
             );
         }
         Command::Install(InstallCommand::ToDisk {
-            source_imgref,
-            target_imgref,
-            target_transport,
-            stateroot,
-            kargs,
+            image,
             via_loopback,
             wipe,
             filesystem,
@@ -406,12 +404,7 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
                      entries and kernels only"
                 ),
             }
-            let source: ImageReference = source_imgref.parse()?;
-            let target = match (target_imgref, target_transport) {
-                (Some(t), Some(tr)) => Some(ImageReference::new(tr.into(), &t)?),
-                (Some(t), None) => Some(t.parse()?),
-                (None, _) => None,
-            };
+            let (source, target) = install_refs(&image)?;
             let root_size = root_size.as_deref().map(parse_size).transpose()?;
             let ssh = root_ssh_authorized_keys
                 .map(|p| {
@@ -421,8 +414,8 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
             let opts = ociboot_install::DiskOptions {
                 source,
                 target,
-                stateroot,
-                kargs,
+                stateroot: image.stateroot,
+                kargs: image.kargs,
                 filesystem: match filesystem {
                     crate::cli::Filesystem::Ext4 => ociboot_install::RootFs::Ext4,
                     crate::cli::Filesystem::Xfs => ociboot_install::RootFs::Xfs,
