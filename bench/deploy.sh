@@ -8,7 +8,9 @@
 #   ociboot: `ociboot switch oci:…:v2` + `ociboot finalize-staged` next to an installed v1
 # Reported: wall time, bytes the filesystem wrote (from the loop device's counters, synced),
 # the disk cost of the second deployment against the size of the changed files, and the time
-# of `ociboot rollback`. Each side runs on a fresh ext4 (loop-mounted image file).
+# of `ociboot rollback`. Each side runs on a fresh ext4 (loop-mounted image file), twice over:
+# with mkfs.ext4's defaults, and with inline_data (small directories and files inside their
+# inodes), which is how `ociboot install to-disk` makes the root filesystem.
 # Needs root; reuses bench/import.sh's cache (BENCH_DIR, default /var/tmp/ociboot-bench).
 # Usage: bench/deploy.sh [RUNS]
 set -euo pipefail
@@ -97,7 +99,7 @@ LOOPDEV=
 fresh_fs() {
     umount "$MNT" 2>/dev/null || true
     rm -f "$WORK/fs.img"; truncate -s 6G "$WORK/fs.img"
-    mkfs.ext4 -q -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/fs.img"
+    mkfs.ext4 -q $MKFS_OPTS -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/fs.img"
     mount -o loop "$WORK/fs.img" "$MNT"
     LOOPDEV=$(findmnt -n -o SOURCE "$MNT" | xargs basename)
     cat "$TAR" "$WORK/pkg.tar" "$WORK/kernel.tar" > /dev/null
@@ -109,44 +111,48 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 mb() { python3 -c "print(f'{$1/1e6:.1f}')"; }
 
-declare -a ot ow od it iw id rb
-for i in $(seq "$RUNS"); do
-    echo "== run $i/$RUNS" >&2
-    # ostree
-    fresh_fs
-    S=$MNT/sysroot; mkdir -p "$S"
-    ostree admin init-fs "$S" >/dev/null 2>&1
-    ostree admin os-init --sysroot="$S" debian >/dev/null
-    ostree --repo="$S/ostree/repo" commit -b v1 --tree=dir="$WORK/tree-v1" >/dev/null
-    ostree --repo="$S/ostree/repo" commit -b v2 --tree=dir="$WORK/tree-v2" >/dev/null
-    ostree admin deploy --sysroot="$S" --os=debian v1 >/dev/null
-    d0=$(disk "$S"); w0=$(written); t0=$(now)
-    ostree admin deploy --sysroot="$S" --os=debian v2 >/dev/null
-    sync; t1=$(now); w1=$(written); d1=$(disk "$S")
-    ot+=("$(python3 -c "print($t1-$t0)")"); ow+=($((w1 - w0))); od+=($((d1 - d0)))
-    # ociboot
-    fresh_fs
-    S=$MNT/sysroot; mkdir -p "$S"
-    "$OCIBOOT" -q install to-filesystem --source-imgref "oci:$L:v1" --bootloader none "$S"
-    export OCIBOOT_PROC_CMDLINE=$WORK/cmdline
-    sed -n 's/^options //p' "$S/boot/loader/entries/$(sed -n 's/^default //p' "$S/boot/loader/loader.conf")" > "$OCIBOOT_PROC_CMDLINE"
-    "$OCIBOOT" -q --sysroot "$S" image pull "oci:$L:v2"   # the download is not what is compared
-    d0=$(disk "$S"); w0=$(written); t0=$(now)
-    "$OCIBOOT" -q --sysroot "$S" switch --transport oci "$L:v2"
-    "$OCIBOOT" -q --sysroot "$S" finalize-staged
-    sync; t1=$(now); w1=$(written); d1=$(disk "$S")
-    it+=("$(python3 -c "print($t1-$t0)")"); iw+=($((w1 - w0))); id+=($((d1 - d0)))
-    t0=$(now); "$OCIBOOT" -q --sysroot "$S" rollback; t1=$(now)
-    rb+=("$(python3 -c "print(($t1-$t0)*1000)")")
-    unset OCIBOOT_PROC_CMDLINE
-done
-umount "$MNT"
+# measure LABEL MKFS_OPTS: both tools, RUNS times each, on fresh filesystems made with MKFS_OPTS.
+measure() {
+    local LABEL=$1 MKFS_OPTS=$2
+    ot=(); ow=(); od=(); it=(); iw=(); id=(); rb=()
+    for i in $(seq "$RUNS"); do
+        echo "== run $i/$RUNS" >&2
+        # ostree
+        fresh_fs
+        S=$MNT/sysroot; mkdir -p "$S"
+        ostree admin init-fs "$S" >/dev/null 2>&1
+        ostree admin os-init --sysroot="$S" debian >/dev/null
+        ostree --repo="$S/ostree/repo" commit -b v1 --tree=dir="$WORK/tree-v1" >/dev/null
+        ostree --repo="$S/ostree/repo" commit -b v2 --tree=dir="$WORK/tree-v2" >/dev/null
+        ostree admin deploy --sysroot="$S" --os=debian v1 >/dev/null
+        d0=$(disk "$S"); w0=$(written); t0=$(now)
+        ostree admin deploy --sysroot="$S" --os=debian v2 >/dev/null
+        sync; t1=$(now); w1=$(written); d1=$(disk "$S")
+        ot+=("$(python3 -c "print($t1-$t0)")"); ow+=($((w1 - w0))); od+=($((d1 - d0)))
+        # ociboot
+        fresh_fs
+        S=$MNT/sysroot; mkdir -p "$S"
+        "$OCIBOOT" -q install to-filesystem --source-imgref "oci:$L:v1" --bootloader none "$S"
+        export OCIBOOT_PROC_CMDLINE=$WORK/cmdline
+        sed -n 's/^options //p' "$S/boot/loader/entries/$(sed -n 's/^default //p' "$S/boot/loader/loader.conf")" > "$OCIBOOT_PROC_CMDLINE"
+        "$OCIBOOT" -q --sysroot "$S" image pull "oci:$L:v2"   # the download is not what is compared
+        d0=$(disk "$S"); w0=$(written); t0=$(now)
+        "$OCIBOOT" -q --sysroot "$S" switch --transport oci "$L:v2"
+        "$OCIBOOT" -q --sysroot "$S" finalize-staged
+        sync; t1=$(now); w1=$(written); d1=$(disk "$S")
+        it+=("$(python3 -c "print($t1-$t0)")"); iw+=($((w1 - w0))); id+=($((d1 - d0)))
+        t0=$(now); "$OCIBOOT" -q --sysroot "$S" rollback; t1=$(now)
+        rb+=("$(python3 -c "print(($t1-$t0)*1000)")")
+        unset OCIBOOT_PROC_CMDLINE
+    done
+    umount "$MNT"
 
-OT=$(median "${ot[@]}"); IT=$(median "${it[@]}"); OW=$(median "${ow[@]}"); IW=$(median "${iw[@]}")
-OD=$(median "${od[@]}"); ID=$(median "${id[@]}"); RB=$(median "${rb[@]}")
-cat <<REPORT
+    OT=$(median "${ot[@]}"); IT=$(median "${it[@]}"); OW=$(median "${ow[@]}"); IW=$(median "${iw[@]}")
+    OD=$(median "${od[@]}"); ID=$(median "${id[@]}"); RB=$(median "${rb[@]}")
+    cat <<REPORT
 
-ociboot deployments vs ostree $(ostree --version | awk '/Version/ {print $2}' | tr -d "'"), $(date -u +%Y-%m-%d), median of $RUNS runs, fresh ext4 each
+ociboot deployments vs ostree $(ostree --version | awk '/Version/ {print $2}' | tr -d "'"), $(date -u +%Y-%m-%d), median of $RUNS runs
+filesystem: $LABEL, fresh for each run and each tool
 Debian bookworm minbase ($(mb "$(stat -c %s "$TAR")") MB) v1 -> v2 = + nano ($(mb "$CHANGED") MB of changed files)
 
 second deployment                      ostree admin deploy   ociboot switch+finalize   ostree/ociboot
@@ -156,3 +162,7 @@ second deployment                      ostree admin deploy   ociboot switch+fina
 ociboot's disk cost vs changed files: $(python3 -c "print(f'{$ID/1e6:.2f} MB = changed files + {100*($ID-$CHANGED)/$CHANGED:.0f}% of them (+{($ID-$CHANGED)/1e6:.2f} MB)')")
 ociboot rollback: $(printf '%.1f' "$RB") ms
 REPORT
+}
+
+measure "ext4, mkfs.ext4 defaults" ""
+measure "ext4 with inline_data (the root filesystem ociboot install to-disk makes)" "-O inline_data"

@@ -282,16 +282,55 @@ pub fn find_kernel(root: &Path) -> Result<(String, PathBuf, Option<PathBuf>)> {
     ))
 }
 
-/// Copy the deployment's kernel into /boot once per distinct content.
-pub fn install_kernel(boot: &Path, stateroot: &str, root: &Path) -> Result<Kernel> {
-    let (kver, vmlinuz, initramfs) = find_kernel(root)?;
+/// The identity of the kernel [`find_kernel`] picks, from the image's tree: the store object
+/// ids (content digests with metadata) of its vmlinuz and initramfs.img, hashed. None if the
+/// tree has no kernel. Saves reading and hashing tens of megabytes on every stage.
+pub fn kernel_sum(tree: &ociboot_store::Tree) -> Option<String> {
+    use ociboot_store::Content;
+    let child = |n: &ociboot_store::Node, name: &str| match &n.content {
+        Content::Dir(c) => c.get(name.as_bytes()).cloned(),
+        _ => None,
+    };
+    let modules = child(&child(&child(&tree.root, "usr")?, "lib")?, "modules")?;
+    let Content::Dir(kvers) = &modules.content else {
+        return None;
+    };
+    // BTreeMap order is byte order, the order find_kernel sorts names in.
+    let (_, k) = kvers.iter().find(|(_, k)| {
+        child(k, "vmlinuz").is_some_and(|v| matches!(v.content, Content::File { .. }))
+    })?;
     let mut h = Sha256::new();
-    for p in std::iter::once(&vmlinuz).chain(initramfs.as_ref()) {
-        let data = std::fs::read(p).ctx(|| format!("reading {}", p.display()))?;
-        h.update((data.len() as u64).to_le_bytes());
-        h.update(&data);
+    h.update(b"ociboot kernel objects\0");
+    for name in ["vmlinuz", "initramfs.img"] {
+        if let Some(Content::File { object, .. }) = child(k, name).map(|n| n.content) {
+            h.update(name.as_bytes());
+            h.update(object.hex().as_bytes());
+        }
     }
-    let bootcsum = ociboot_oci::digest::hex(&h.finalize());
+    Some(ociboot_oci::digest::hex(&h.finalize()))
+}
+
+/// Copy the deployment's kernel into /boot once per distinct content (`sum`, from
+/// [`kernel_sum`], or else hashed from the files).
+pub fn install_kernel(
+    boot: &Path,
+    stateroot: &str,
+    root: &Path,
+    sum: Option<&str>,
+) -> Result<Kernel> {
+    let (kver, vmlinuz, initramfs) = find_kernel(root)?;
+    let bootcsum = match sum {
+        Some(s) => s.to_string(),
+        None => {
+            let mut h = Sha256::new();
+            for p in std::iter::once(&vmlinuz).chain(initramfs.as_ref()) {
+                let data = std::fs::read(p).ctx(|| format!("reading {}", p.display()))?;
+                h.update((data.len() as u64).to_le_bytes());
+                h.update(&data);
+            }
+            ociboot_oci::digest::hex(&h.finalize())
+        }
+    };
     let name = format!("{stateroot}-{bootcsum}");
     let rel = format!("ociboot/{name}");
     let dest = boot.join(&rel);

@@ -63,9 +63,39 @@ pub struct Plan {
     pub conflicts: Vec<String>,
 }
 
+/// What the new /etc has at a relative path, looked up only for the paths a diff touches (a
+/// diff is small; the new /etc need not be read whole). Like a scan, a path below anything
+/// that is not a directory is absent.
+struct Lookup<'a> {
+    root: &'a Path,
+    seen: std::collections::HashMap<PathBuf, Option<FsEntry>>,
+}
+
+impl Lookup<'_> {
+    fn get(&mut self, rel: &Path) -> Result<Option<FsEntry>> {
+        if let Some(e) = self.seen.get(rel) {
+            return Ok(e.clone());
+        }
+        let parent_ok = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => self.get(p)?.is_some_and(|e| e.is_dir()),
+            None => true,
+        };
+        let e = if parent_ok {
+            fstree::stat(&self.root.join(rel))?
+        } else {
+            None
+        };
+        self.seen.insert(rel.to_path_buf(), e.clone());
+        Ok(e)
+    }
+}
+
 /// Check that `diff` (from `modified_root`) can be applied to the new /etc at `new_root`.
 pub fn plan(diff: EtcDiff, modified: &BTreeMap<PathBuf, FsEntry>, new_root: &Path) -> Result<Plan> {
-    let new = fstree::scan(new_root)?;
+    let mut new = Lookup {
+        root: new_root,
+        seen: Default::default(),
+    };
     let mut conflicts = Vec::new();
     let removed = diff.removed.clone();
     let gone = |p: &Path| removed.iter().any(|r| p == r || p.starts_with(r));
@@ -79,20 +109,20 @@ pub fn plan(diff: EtcDiff, modified: &BTreeMap<PathBuf, FsEntry>, new_root: &Pat
             if a.as_os_str().is_empty() {
                 break;
             }
-            if let Some(e) = new.get(a) {
+            if let Some(e) = new.get(a)? {
                 let replaced = diff.modified.iter().chain(&diff.added).any(|m| m == a);
                 if !e.is_dir() && !gone(a) && !replaced {
                     conflicts.push(format!(
                         "/etc/{}: changed locally, but the new image has /etc/{} as a {}",
                         p.display(),
                         a.display(),
-                        describe(e)
+                        describe(&e)
                     ));
                 }
             }
             anc = a.parent();
         }
-        if let Some(e) = new.get(p) {
+        if let Some(e) = new.get(p)? {
             if e.is_dir() && !local.is_dir() {
                 conflicts.push(format!(
                     "/etc/{}: a local {} where the new image has a directory",
@@ -121,6 +151,17 @@ pub struct MergeStats {
     pub added: usize,
     pub modified: usize,
     pub removed: usize,
+}
+
+/// Would [`merge`] into a copy of `new` succeed? The conflicts, found without writing.
+pub fn check(orig: &Path, modified: &Path, new: &Path) -> Result<()> {
+    let o = fstree::scan(orig)?;
+    let m = fstree::scan(modified)?;
+    let p = plan(diff(&o, &m), &m, new)?;
+    if !p.conflicts.is_empty() {
+        return Err(Error::EtcConflict(p.conflicts));
+    }
+    Ok(())
 }
 
 /// Three-way merge: `orig` is the running image's pristine /etc, `modified` the live /etc,

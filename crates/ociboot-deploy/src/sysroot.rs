@@ -272,13 +272,18 @@ impl Sysroot {
     /// Check out an image as a new deployment: files hardlinked from the store, the image's
     /// /etc kept pristine at usr/etc and copied to a writable etc, /var seeded into the
     /// stateroot if it is new. Written under `<id>.partial` and renamed when complete.
+    ///
+    /// Without `with_etc` (staging) the writable etc is left out: finalize makes it from the
+    /// /etc of that moment, and nothing boots a deployment before that.
     fn deploy(
         &self,
         store: &Store,
         digest: &Sha256Digest,
         stateroot: &str,
-    ) -> Result<(String, u32, PathBuf)> {
+        with_etc: bool,
+    ) -> Result<(String, u32, PathBuf, Option<String>)> {
         let mut tree = store.tree(digest)?;
+        let kernel_sum = bls::kernel_sum(&tree);
         let (id, serial) = self.next_id(stateroot, digest)?;
         let dir = self.deploy_dir(stateroot);
         std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
@@ -304,12 +309,14 @@ impl Sysroot {
         let partial = dir.join(format!("{id}.partial"));
         ociboot_store::fsutil::remove_any(&partial)?;
         ociboot_store::unpack_with(store, &tree, &partial, UnpackMode::Hardlink)?;
-        let usr_etc = partial.join("usr/etc");
-        if usr_etc.is_dir() {
-            fstree::copy_path(&usr_etc, &partial.join("etc"))?;
-        } else {
-            std::fs::create_dir(partial.join("etc"))
-                .ctx(|| format!("creating {}/etc", partial.display()))?;
+        if with_etc {
+            let usr_etc = partial.join("usr/etc");
+            if usr_etc.is_dir() {
+                fstree::copy_path(&usr_etc, &partial.join("etc"))?;
+            } else {
+                std::fs::create_dir(partial.join("etc"))
+                    .ctx(|| format!("creating {}/etc", partial.display()))?;
+            }
         }
         std::fs::create_dir_all(partial.join("var"))
             .ctx(|| format!("creating {}/var", partial.display()))?;
@@ -334,7 +341,7 @@ impl Sysroot {
         std::fs::rename(&partial, &final_dir)
             .ctx(|| format!("renaming {} to {}", partial.display(), final_dir.display()))?;
         ociboot_store::fsutil::fsync_dir(&dir)?;
-        Ok((id, serial, final_dir))
+        Ok((id, serial, final_dir, kernel_sum))
     }
 
     /// The deployment's kernel in /boot: as recorded in its origin when it is still there
@@ -346,7 +353,7 @@ impl Sysroot {
                 return Ok(k.clone());
             }
         }
-        let k = bls::install_kernel(&self.boot, &d.stateroot, &d.root)?;
+        let k = bls::install_kernel(&self.boot, &d.stateroot, &d.root, None)?;
         Ok(BootFiles {
             linux: k.linux,
             initrd: k.initrd,
@@ -417,7 +424,10 @@ impl Sysroot {
             )
         })?;
         let pulled = store.pull(&source, reg, progress)?;
-        let (id, serial, root) = self.deploy(store, &pulled.manifest_digest, &opts.stateroot)?;
+        let (id, serial, root, kernel_sum) =
+            self.deploy(store, &pulled.manifest_digest, &opts.stateroot, true)?;
+        let kernel =
+            bls::install_kernel(&self.boot, &opts.stateroot, &root, kernel_sum.as_deref())?;
         // Where the initramfs moves /dev, /proc, /sys and /run before running init=.
         for api in ["dev", "proc", "sys", "run"] {
             let p = self.root.join(api);
@@ -441,6 +451,11 @@ impl Sysroot {
             all,
             image_kargs,
         )?;
+        let mut origin = origin;
+        origin.kernel = Some(BootFiles {
+            linux: kernel.linux,
+            initrd: kernel.initrd,
+        });
         origin.write(&self.origin_path(&opts.stateroot, &id))?;
         let d = Deployment {
             stateroot: opts.stateroot.clone(),
@@ -496,15 +511,16 @@ impl Sysroot {
         let state = self.state()?;
         let booted = state.booted().cloned().ok_or_else(not_booted)?;
         let stateroot = booted.stateroot.clone();
-        let (id, serial, root) = self.deploy(store, digest, &stateroot)?;
+        let (id, serial, root, kernel_sum) = self.deploy(store, digest, &stateroot, false)?;
         let cleanup = |e: Error| {
             let _ = fstree::remove_path(&root);
             e
         };
-        etcmerge::merge(
+        // The merge itself happens at finalize, with /etc as it is then; conflicts now.
+        etcmerge::check(
             &booted.root.join("usr/etc"),
             &booted.root.join("etc"),
-            &root.join("etc"),
+            &root.join("usr/etc"),
         )
         .map_err(cleanup)?;
         let new_image_kargs = kargs::image_kargs(&root).map_err(cleanup)?;
@@ -513,7 +529,7 @@ impl Sysroot {
             &booted.origin.image_kargs,
             &new_image_kargs,
         );
-        let origin = self
+        let mut origin = self
             .make_origin(
                 store,
                 image.clone(),
@@ -525,12 +541,17 @@ impl Sysroot {
                 new_image_kargs,
             )
             .map_err(cleanup)?;
+        // The kernel goes to /boot now, so finalizing at shutdown only writes entries.
+        let k = bls::install_kernel(&self.boot, &stateroot, &root, kernel_sum.as_deref())
+            .map_err(cleanup)?;
+        origin.kernel = Some(BootFiles {
+            linux: k.linux,
+            initrd: k.initrd,
+        });
         origin
             .write(&self.origin_path(&stateroot, &id))
             .map_err(cleanup)?;
         hit("stage-deployed");
-        // The kernel goes to /boot now, so finalizing at shutdown only writes entries.
-        bls::install_kernel(&self.boot, &stateroot, &root)?;
         std::fs::create_dir_all(&self.run).ctx(|| format!("creating {}", self.run.display()))?;
         let info = StagedInfo {
             stateroot: stateroot.clone(),
@@ -600,15 +621,11 @@ impl Sysroot {
             &new_etc,
         )?;
         ociboot_store::fsutil::syncfs(&staged.root)?;
-        rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            &new_etc,
-            rustix::fs::CWD,
-            staged.root.join("etc"),
-            rustix::fs::RenameFlags::EXCHANGE,
-        )
-        .ctx(|| format!("exchanging {} and etc", new_etc.display()))?;
-        fstree::remove_path(&new_etc)?;
+        // Staging leaves etc out; the merged one appears by one rename.
+        let etc = staged.root.join("etc");
+        fstree::remove_path(&etc)?;
+        std::fs::rename(&new_etc, &etc).ctx(|| format!("renaming {} to etc", new_etc.display()))?;
+        ociboot_store::fsutil::fsync_dir(&staged.root)?;
         hit("finalize-etc-merged");
         let mut order: Vec<&Deployment> = vec![&staged, &booted];
         for (_, d) in &state.entries {
@@ -720,7 +737,7 @@ impl Sysroot {
         let entries: Vec<Entry> = state.entries.iter().map(|(e, _)| e.clone()).collect();
         let mut kernel_users = entries;
         if let Some((d, _)) = &state.staged {
-            if let Ok(k) = bls::install_kernel(&self.boot, &d.stateroot, &d.root) {
+            if let Ok(k) = self.boot_files(d) {
                 kernel_users.push(Entry {
                     title: String::new(),
                     version: 0,

@@ -356,7 +356,7 @@ fn apply_meta_created(f: &impl AsFd, meta: &Meta, umask: u32, euid: u32, egid: u
     set_xattrs_fd(f, &meta.xattrs)
 }
 
-fn set_xattrs_fd(f: &impl AsFd, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+pub(crate) fn set_xattrs_fd(f: &impl AsFd, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
     for (k, v) in xattrs {
         let name = CString::new(k.clone()).map_err(|_| {
             Error::Layer(format!(

@@ -311,6 +311,23 @@ impl Store {
         progress.resolved(&r.to_string(), &fetched.manifest_digest, layers.len());
         let name = src.name();
 
+        // Nothing to write when the image is complete here and the ref already names it (an
+        // image directory exists only once all its layers do, invariant 1).
+        if self.image_dir(&fetched.manifest_digest).exists()
+            && self.resolve(r)? == Some(fetched.manifest_digest)
+        {
+            for (i, l) in layers.iter().enumerate() {
+                progress.layer_cached(i, l);
+            }
+            return Ok(PullOutcome {
+                reference: r.clone(),
+                manifest_digest: fetched.manifest_digest,
+                already_present: true,
+                layers_fetched: 0,
+                layers_cached: layers.len(),
+                stats: Default::default(),
+            });
+        }
         let mut added: Vec<(PathBuf, Vec<ObjectId>)> = Vec::new();
         if !self.dirty_marker().exists() {
             write_atomic(&self.dirty_marker(), b"objects are being written\n")?;

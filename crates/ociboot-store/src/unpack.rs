@@ -45,6 +45,26 @@ struct Ctx<'a> {
     /// hardlink group -> (path created first, its object, its metadata)
     groups: HashMap<Vec<u8>, (Vec<u8>, ObjectId, Meta)>,
     stats: UnpackStats,
+    /// Who new entries belong to, and the umask they are created under: when these already
+    /// give an entry its recorded owner and mode, the chown and chmod are skipped.
+    ids: (u32, u32),
+    umask: u32,
+    /// The directory being filled is setgid (new entries take its group, and subdirectories
+    /// its setgid bit).
+    parent_sgid: bool,
+}
+
+/// What creating a directory left to do.
+#[derive(Clone, Copy)]
+struct DirFix {
+    chown: bool,
+    chmod: bool,
+}
+
+fn current_umask() -> u32 {
+    let old = rustix::process::umask(Mode_::from_raw_mode(0o022));
+    rustix::process::umask(old);
+    old.bits()
 }
 
 fn times(mtime: i64) -> Timestamps {
@@ -99,14 +119,26 @@ pub fn unpack_with(store: &Store, tree: &Tree, dest: &Path, mode: Mode) -> Resul
         dest_fd,
         groups: HashMap::new(),
         stats: UnpackStats::default(),
+        ids: (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        ),
+        umask: current_umask(),
+        parent_sgid: tree.root.meta.mode & 0o2000 != 0,
     };
     let Content::Dir(children) = &tree.root.content else {
         return Err(Error::Corrupt("tree root is not a directory".into()));
     };
     let root = ctx.dest_fd.try_clone().ctx(|| "dup".to_string())?;
-    let mut path = Vec::new();
-    for (name, node) in children {
-        ctx.write_node(&root, &mut path, name, node)?;
+    if mode == Mode::Hardlink {
+        // Every file is one link to its object: no state shared between subtrees, so they
+        // are written on several threads.
+        ctx.write_parallel(&root, children)?;
+    } else {
+        let mut path = Vec::new();
+        for (name, node) in children {
+            ctx.write_node(&root, &mut path, name, node)?;
+        }
     }
     apply_meta_fd(&root, &tree.root.meta)?;
     rustix::fs::futimens(&root, &times(tree.root.meta.mtime))
@@ -141,7 +173,193 @@ fn set_xattrs_at(
     Ok(())
 }
 
-impl Ctx<'_> {
+/// Directories this deep are written whole by one thread; shallower ones are the skeleton.
+const SPLIT_DEPTH: usize = 3;
+
+/// A directory whose children one worker writes, and whose metadata is applied after.
+struct Unit<'t> {
+    fd: OwnedFd,
+    fix: DirFix,
+    path: Vec<u8>,
+    node: &'t Node,
+    weight: u64,
+}
+
+fn weight(node: &Node) -> u64 {
+    match &node.content {
+        Content::Dir(c) => 1 + c.values().map(weight).sum::<u64>(),
+        _ => 1,
+    }
+}
+
+impl<'a> Ctx<'a> {
+    /// Hardlink mode: create the top of the tree (to SPLIT_DEPTH) here, write the subtrees
+    /// below it on worker threads, then apply the skeleton's directory metadata bottom-up.
+    fn write_parallel(
+        &mut self,
+        root: &OwnedFd,
+        children: &'a std::collections::BTreeMap<Vec<u8>, Node>,
+    ) -> Result<()> {
+        let mut units: Vec<Unit<'a>> = Vec::new();
+        let mut skeleton: Vec<Unit<'a>> = Vec::new();
+        self.skeleton(
+            root,
+            &mut Vec::new(),
+            children,
+            1,
+            &mut units,
+            &mut skeleton,
+        )?;
+        units.sort_by_key(|u| std::cmp::Reverse(u.weight));
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 4)
+            .min(units.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Result<UnpackStats>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let units = &units;
+                    let next = &next;
+                    let store = self.store;
+                    let (ids, umask) = (self.ids, self.umask);
+                    let objects_fd = self.objects_fd.try_clone();
+                    let dest_fd = self.dest_fd.try_clone();
+                    scope.spawn(move || -> Result<UnpackStats> {
+                        let mut w = Ctx {
+                            store,
+                            mode: Mode::Hardlink,
+                            objects_fd: objects_fd.ctx(|| "dup".to_string())?,
+                            dest_fd: dest_fd.ctx(|| "dup".to_string())?,
+                            groups: HashMap::new(),
+                            stats: UnpackStats::default(),
+                            ids,
+                            umask,
+                            parent_sgid: false,
+                        };
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(u) = units.get(i) else { break };
+                            let Content::Dir(c) = &u.node.content else {
+                                continue;
+                            };
+                            w.parent_sgid = u.node.meta.mode & 0o2000 != 0;
+                            let mut path = u.path.clone();
+                            for (n, node) in c {
+                                w.write_node(&u.fd, &mut path, n, node)?;
+                            }
+                        }
+                        Ok(w.stats)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Corrupt("unpack worker panicked".into())))
+                })
+                .collect()
+        });
+        for r in results {
+            let st = r?;
+            self.stats.entries += st.entries;
+            self.stats.hardlinks += st.hardlinks;
+            self.stats.bytes += st.bytes;
+        }
+        // Units first (the deepest), then the skeleton in post-order: parents after children.
+        for u in units.iter().chain(skeleton.iter()) {
+            finish_dir(&u.fd, &u.node.meta, u.fix, &show(&u.path))?;
+        }
+        Ok(())
+    }
+
+    fn skeleton(
+        &mut self,
+        dir: &OwnedFd,
+        path: &mut Vec<u8>,
+        children: &'a std::collections::BTreeMap<Vec<u8>, Node>,
+        depth: usize,
+        units: &mut Vec<Unit<'a>>,
+        skeleton: &mut Vec<Unit<'a>>,
+    ) -> Result<()> {
+        for (name, node) in children {
+            let Content::Dir(sub) = &node.content else {
+                self.write_node(dir, path, name, node)?;
+                continue;
+            };
+            let len = path.len();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(name);
+            self.stats.entries += 1;
+            let (fd, fix) = self.make_dir(dir, name, &node.meta, &show(path))?;
+            if depth + 1 >= SPLIT_DEPTH {
+                units.push(Unit {
+                    fd,
+                    fix,
+                    path: path.clone(),
+                    node,
+                    weight: weight(node),
+                });
+            } else {
+                let saved = self.parent_sgid;
+                self.parent_sgid = node.meta.mode & 0o2000 != 0;
+                let r = self.skeleton(&fd, path, sub, depth + 1, units, skeleton);
+                self.parent_sgid = saved;
+                r?;
+                skeleton.push(Unit {
+                    fd,
+                    fix,
+                    path: path.clone(),
+                    node,
+                    weight: 0,
+                });
+            }
+            path.truncate(len);
+        }
+        Ok(())
+    }
+
+    /// Does a new entry here need a chown to get `m`'s owner?
+    fn needs_chown(&self, m: &Meta) -> bool {
+        self.parent_sgid || (m.uid, m.gid) != self.ids
+    }
+
+    /// Create a directory for `m`: with its final mode when that lets its owner fill it and
+    /// the umask keeps it, else 0700 and a chmod once its children are in.
+    fn make_dir(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        m: &Meta,
+        what: &str,
+    ) -> Result<(OwnedFd, DirFix)> {
+        let want = m.mode & 0o7777;
+        let direct = want & 0o700 == 0o700 && want & 0o6000 == 0 && !self.parent_sgid;
+        let (create, chmod) = if direct {
+            (want, want & !self.umask & 0o1777 != want)
+        } else {
+            (0o700, true)
+        };
+        rustix::fs::mkdirat(dir, name, Mode_::from_raw_mode(create))
+            .ctx(|| format!("creating directory {what}"))?;
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode_::empty(),
+        )
+        .ctx(|| format!("opening {what}"))?;
+        let fix = DirFix {
+            chown: self.needs_chown(m),
+            chmod,
+        };
+        Ok((fd, fix))
+    }
+
     fn write_node(
         &mut self,
         dir: &OwnedFd,
@@ -171,21 +389,15 @@ impl Ctx<'_> {
         self.stats.entries += 1;
         match &node.content {
             Content::Dir(children) => {
-                rustix::fs::mkdirat(dir, name, Mode_::from_raw_mode(0o700))
-                    .ctx(|| format!("creating directory {what}"))?;
-                let fd = rustix::fs::openat(
-                    dir,
-                    name,
-                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode_::empty(),
-                )
-                .ctx(|| format!("opening {what}"))?;
-                for (n, c) in children {
-                    self.write_node(&fd, path, n, c)?;
-                }
-                apply_meta_fd(&fd, m).map_err(|e| annotate(e, &what))?;
-                rustix::fs::futimens(&fd, &times(m.mtime))
-                    .ctx(|| format!("setting times of {what}"))?;
+                let (fd, fix) = self.make_dir(dir, name, m, &what)?;
+                let saved = self.parent_sgid;
+                self.parent_sgid = m.mode & 0o2000 != 0;
+                let r = children
+                    .iter()
+                    .try_for_each(|(n, c)| self.write_node(&fd, path, n, c));
+                self.parent_sgid = saved;
+                r?;
+                finish_dir(&fd, m, fix, &what)?;
             }
             Content::File { object, size, link } => {
                 let group = link.clone().unwrap_or_else(|| path.clone());
@@ -283,17 +495,40 @@ impl Ctx<'_> {
     }
 
     fn owner_times_nofollow(&self, dir: &OwnedFd, name: &[u8], m: &Meta, what: &str) -> Result<()> {
-        rustix::fs::chownat(
-            dir,
-            name,
-            Some(rustix::fs::Uid::from_raw(m.uid)),
-            Some(rustix::fs::Gid::from_raw(m.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .ctx(|| format!("chown {what}"))?;
+        if self.needs_chown(m) {
+            rustix::fs::chownat(
+                dir,
+                name,
+                Some(rustix::fs::Uid::from_raw(m.uid)),
+                Some(rustix::fs::Gid::from_raw(m.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .ctx(|| format!("chown {what}"))?;
+        }
         rustix::fs::utimensat(dir, name, &times(m.mtime), AtFlags::SYMLINK_NOFOLLOW)
             .ctx(|| format!("setting times of {what}"))
     }
+}
+
+/// A directory's owner, mode, xattrs and times, once its children are written (in that order:
+/// a chown can clear mode bits, and writing children changes the mtime).
+fn finish_dir(fd: &OwnedFd, m: &Meta, fix: DirFix, what: &str) -> Result<()> {
+    if fix.chown {
+        rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(m.uid)),
+            Some(rustix::fs::Gid::from_raw(m.gid)),
+        )
+        .ctx(|| format!("chown {what} to {}:{}", m.uid, m.gid))?;
+    }
+    if fix.chmod {
+        rustix::fs::fchmod(fd, Mode_::from_raw_mode(m.mode & 0o7777))
+            .ctx(|| format!("chmod {what} {:o}", m.mode))?;
+    }
+    if !m.xattrs.is_empty() {
+        crate::objects::set_xattrs_fd(fd, &m.xattrs).map_err(|e| annotate(e, what))?;
+    }
+    rustix::fs::futimens(fd, &times(m.mtime)).ctx(|| format!("setting times of {what}"))
 }
 
 fn annotate(e: Error, what: &str) -> Error {
