@@ -11,7 +11,8 @@
 //!
 //! Boots: v1 (status, /etc edit, /var write, read-only /usr, switch to v2) → v2 (booted,
 //! v1 rollback, edits kept, v2's karg; rollback) → v1 → power cut during a switch (qemu
-//! killed) → v1 healthy, switch again → v3.
+//! killed) → v1 healthy, switch again → v3 → an entry naming a missing deployment stops the
+//! boot with a FATAL line on the console.
 //!
 //! KVM is used only if a probe succeeds (on the team's machines it does not: /dev/kvm is
 //! PVM); otherwise TCG. Serial logs of every boot are kept under target/vm-logs/.
@@ -334,16 +335,33 @@ impl Vm {
 
     /// Boot, run `script`, and pull the plug `delay` after the guest prints `marker`.
     fn boot_and_cut(&mut self, name: &str, script: &str, marker: &str, delay: Duration) -> Boot {
+        self.boot_and_cut_on(name, script, marker, delay, false)
+    }
+
+    /// Like `boot_and_cut`, watching the step's port or (`console`) the console.
+    fn boot_and_cut_on(
+        &mut self,
+        name: &str,
+        script: &str,
+        marker: &str,
+        delay: Duration,
+        console: bool,
+    ) -> Boot {
         let t = Instant::now();
         let (mut child, path) = self.spawn(name, script);
         let read = || read_lossy(&path);
+        let watched = if console {
+            path.with_extension("console.log")
+        } else {
+            path.clone()
+        };
         loop {
             assert!(
                 child.try_wait().unwrap().is_none(),
                 "qemu stopped before the power cut; serial log: {}",
-                path.display()
+                watched.display()
             );
-            if read().contains(marker) {
+            if read_lossy(&watched).contains(marker) {
                 break;
             }
             assert!(
@@ -633,6 +651,56 @@ umount /mnt
     let b = vm.boot("switched-again", &format!("{STATUS}\n"));
     assert_eq!(b.version(&b.status(0), "booted"), "3");
     assert_eq!(b.version(&b.status(0), "rollback"), "1");
+
+    // Boot 7: an entry naming a deployment that is not there (written onto the ESP with
+    // mtools, as a damaged or hand-edited entry would be): ociboot stops the boot and says why
+    // on the console.
+    let conf = String::from_utf8(
+        sh(Command::new("mtype").args(["-i", &esp, "::/loader/loader.conf"])).stdout,
+    )
+    .unwrap();
+    let default = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("default "))
+        .unwrap()
+        .to_string();
+    let entry = String::from_utf8(
+        sh(Command::new("mtype").args(["-i", &esp, &format!("::/loader/entries/{default}")]))
+            .stdout,
+    )
+    .unwrap();
+    let key = entry
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("ociboot="))
+        .unwrap()
+        .to_string();
+    let bad = entry.replace(
+        &format!("ociboot={key}"),
+        "ociboot=default/0000000000000000.0",
+    );
+    let bad_file = dir.path().join("bad.conf");
+    std::fs::write(&bad_file, bad).unwrap();
+    sh(Command::new("mcopy")
+        .args(["-o", "-i", &esp])
+        .arg(&bad_file)
+        .arg(format!("::/loader/entries/{default}")));
+    let b = vm.boot_and_cut_on(
+        "missing-deployment",
+        "true",
+        "ociboot: FATAL",
+        Duration::from_millis(500),
+        true,
+    );
+    assert!(
+        b.console.contains("deployment default/0000000000000000.0")
+            && b.console.contains("missing"),
+        "no clear error on the console; log: {}",
+        b.path.with_extension("console.log").display()
+    );
+    assert!(
+        !b.log.contains("OCIBOOT-STEP-BEGIN"),
+        "the system came up anyway"
+    );
 
     eprintln!(
         "vm_cycle summary: accelerator {:?}; images built/cached in {:.1} s; install to-disk {:.1} s; \
