@@ -476,19 +476,10 @@ impl<'a> Ctx<'a> {
                 };
                 rustix::fs::mknodat(dir, name, ft, Mode_::from_raw_mode(0o600), dev)
                     .ctx(|| format!("creating {} {what}", node.type_name()))?;
-                rustix::fs::chownat(
-                    dir,
-                    name,
-                    Some(rustix::fs::Uid::from_raw(m.uid)),
-                    Some(rustix::fs::Gid::from_raw(m.gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .ctx(|| format!("chown {what}"))?;
                 rustix::fs::chmodat(dir, name, Mode_::from_raw_mode(m.mode), AtFlags::empty())
                     .ctx(|| format!("chmod {what}"))?;
                 set_xattrs_at(dir, name, &m.xattrs, &what)?;
-                rustix::fs::utimensat(dir, name, &times(m.mtime), AtFlags::SYMLINK_NOFOLLOW)
-                    .ctx(|| format!("setting times of {what}"))?;
+                self.owner_times_nofollow(dir, name, m, &what)?;
             }
         }
         Ok(())
