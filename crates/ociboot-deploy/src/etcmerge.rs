@@ -155,9 +155,16 @@ pub struct MergeStats {
 
 /// Would [`merge`] into a copy of `new` succeed? The conflicts, found without writing.
 pub fn check(orig: &Path, modified: &Path, new: &Path) -> Result<()> {
-    let o = fstree::scan(orig)?;
-    let m = fstree::scan(modified)?;
-    let p = plan(diff(&o, &m), &m, new)?;
+    check_scanned(&fstree::scan(orig)?, &fstree::scan(modified)?, new)
+}
+
+/// [`check`] with the pristine and live scans already made.
+pub fn check_scanned(
+    o: &BTreeMap<PathBuf, FsEntry>,
+    m: &BTreeMap<PathBuf, FsEntry>,
+    new: &Path,
+) -> Result<()> {
+    let p = plan(diff(o, m), m, new)?;
     if !p.conflicts.is_empty() {
         return Err(Error::EtcConflict(p.conflicts));
     }
@@ -169,8 +176,19 @@ pub fn check(orig: &Path, modified: &Path, new: &Path) -> Result<()> {
 pub fn merge(orig: &Path, modified: &Path, new: &Path) -> Result<MergeStats> {
     let o = fstree::scan(orig)?;
     let m = fstree::scan(modified)?;
-    let d = diff(&o, &m);
-    let p = plan(d, &m, new)?;
+    merge_scanned(&o, &m, modified, new)
+}
+
+/// [`merge`] with the pristine (`o`) and live (`m`, of the tree at `modified`) scans already
+/// made, so that a caller can make them while it copies the new /etc.
+pub fn merge_scanned(
+    o: &BTreeMap<PathBuf, FsEntry>,
+    m: &BTreeMap<PathBuf, FsEntry>,
+    modified: &Path,
+    new: &Path,
+) -> Result<MergeStats> {
+    let d = diff(o, m);
+    let p = plan(d, m, new)?;
     if !p.conflicts.is_empty() {
         return Err(Error::EtcConflict(p.conflicts));
     }

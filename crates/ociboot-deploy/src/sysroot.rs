@@ -511,18 +511,24 @@ impl Sysroot {
         let state = self.state()?;
         let booted = state.booted().cloned().ok_or_else(not_booted)?;
         let stateroot = booted.stateroot.clone();
-        let (id, serial, root, kernel_sum) = self.deploy(store, digest, &stateroot, false)?;
+        // The booted /etc and its pristine copy are read while the checkout runs.
+        let (orig, live) = (booted.root.join("usr/etc"), booted.root.join("etc"));
+        let (scans, deployed) = std::thread::scope(|s| {
+            let scans = s.spawn(|| Ok::<_, Error>((fstree::scan(&orig)?, fstree::scan(&live)?)));
+            let deployed = self.deploy(store, digest, &stateroot, false);
+            let scans = scans
+                .join()
+                .unwrap_or_else(|_| Err(Error::State("scanning /etc panicked".into())));
+            (scans, deployed)
+        });
+        let (id, serial, root, kernel_sum) = deployed?;
         let cleanup = |e: Error| {
             let _ = fstree::remove_path(&root);
             e
         };
         // The merge itself happens at finalize, with /etc as it is then; conflicts now.
-        etcmerge::check(
-            &booted.root.join("usr/etc"),
-            &booted.root.join("etc"),
-            &root.join("usr/etc"),
-        )
-        .map_err(cleanup)?;
+        let (o, m) = scans.map_err(cleanup)?;
+        etcmerge::check_scanned(&o, &m, &root.join("usr/etc")).map_err(cleanup)?;
         let new_image_kargs = kargs::image_kargs(&root).map_err(cleanup)?;
         let kargs = kargs::upgrade_kargs(
             &booted.origin.kargs,
@@ -610,16 +616,24 @@ impl Sysroot {
         let new_etc = staged.root.join("etc.merged");
         fstree::remove_path(&new_etc)?;
         let usr_etc = staged.root.join("usr/etc");
-        if usr_etc.is_dir() {
-            fstree::copy_path(&usr_etc, &new_etc)?;
-        } else {
-            std::fs::create_dir(&new_etc).ctx(|| format!("creating {}", new_etc.display()))?;
-        }
-        etcmerge::merge(
-            &booted.root.join("usr/etc"),
-            &booted.root.join("etc"),
-            &new_etc,
-        )?;
+        let (orig, live) = (booted.root.join("usr/etc"), booted.root.join("etc"));
+        // The shutdown waits for this: read the booted /etc and its pristine copy on a
+        // second thread while the new pristine /etc is copied.
+        let (scans, copied) = std::thread::scope(|s| {
+            let scans = s.spawn(|| Ok::<_, Error>((fstree::scan(&orig)?, fstree::scan(&live)?)));
+            let copied = if usr_etc.is_dir() {
+                fstree::copy_path(&usr_etc, &new_etc)
+            } else {
+                std::fs::create_dir(&new_etc).ctx(|| format!("creating {}", new_etc.display()))
+            };
+            let scans = scans
+                .join()
+                .unwrap_or_else(|_| Err(Error::State("scanning /etc panicked".into())));
+            (scans, copied)
+        });
+        copied?;
+        let (o, m) = scans?;
+        etcmerge::merge_scanned(&o, &m, &live, &new_etc)?;
         ociboot_store::fsutil::syncfs(&staged.root)?;
         // Staging leaves etc out; the merged one appears by one rename.
         let etc = staged.root.join("etc");
