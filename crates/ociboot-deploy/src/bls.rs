@@ -287,22 +287,25 @@ pub fn find_kernel(root: &Path) -> Result<(String, PathBuf, Option<PathBuf>)> {
 /// tree has no kernel. Saves reading and hashing tens of megabytes on every stage.
 pub fn kernel_sum(tree: &ociboot_store::Tree) -> Option<String> {
     use ociboot_store::Content;
-    let child = |n: &ociboot_store::Node, name: &str| match &n.content {
-        Content::Dir(c) => c.get(name.as_bytes()).cloned(),
-        _ => None,
-    };
-    let modules = child(&child(&child(&tree.root, "usr")?, "lib")?, "modules")?;
-    let Content::Dir(kvers) = &modules.content else {
+    let Content::Dir(kvers) = &tree.lookup(b"usr/lib/modules")?.content else {
         return None;
     };
+    let file = |k: &[u8], name: &str| {
+        let mut p = b"usr/lib/modules/".to_vec();
+        p.extend_from_slice(k);
+        p.push(b'/');
+        p.extend_from_slice(name.as_bytes());
+        match &tree.lookup(&p)?.content {
+            Content::File { object, .. } => Some(*object),
+            _ => None,
+        }
+    };
     // BTreeMap order is byte order, the order find_kernel sorts names in.
-    let (_, k) = kvers.iter().find(|(_, k)| {
-        child(k, "vmlinuz").is_some_and(|v| matches!(v.content, Content::File { .. }))
-    })?;
+    let kver = kvers.keys().find(|k| file(k, "vmlinuz").is_some())?;
     let mut h = Sha256::new();
     h.update(b"ociboot kernel objects\0");
     for name in ["vmlinuz", "initramfs.img"] {
-        if let Some(Content::File { object, .. }) = child(k, name).map(|n| n.content) {
+        if let Some(object) = file(kver, name) {
             h.update(name.as_bytes());
             h.update(object.hex().as_bytes());
         }

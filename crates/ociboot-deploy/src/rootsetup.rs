@@ -32,12 +32,9 @@ pub struct Prepared {
 
 /// The deployment named by `ociboot=` in `cmdline`, under the physical root `physical`.
 pub fn deployment_dir(physical: &Path, cmdline: &str) -> Result<(String, PathBuf)> {
-    let key = cmdline
-        .split_whitespace()
-        .find_map(|a| a.strip_prefix("ociboot="))
-        .ok_or_else(|| {
-            Error::State("no ociboot=STATEROOT/ID on the kernel command line".to_string())
-        })?;
+    let key = crate::sysroot::cmdline_key(cmdline).ok_or_else(|| {
+        Error::State("no ociboot=STATEROOT/ID on the kernel command line".to_string())
+    })?;
     let (sr, id) = key
         .split_once('/')
         .filter(|(s, i)| crate::sysroot::valid_name(s) && crate::sysroot::valid_name(i))
@@ -59,7 +56,6 @@ pub fn deployment_dir(physical: &Path, cmdline: &str) -> Result<(String, PathBuf
 
 fn bind(src: &Path, dst: &Path) -> Result<()> {
     mount::mount_bind(src, dst)
-        .map_err(std::io::Error::from)
         .ctx(|| format!("bind-mounting {} on {}", src.display(), dst.display()))
 }
 
@@ -72,14 +68,12 @@ pub fn prepare_root(physical: &Path, cmdline: &str) -> Result<Prepared> {
     // Our mounts must not propagate back into a shared parent (systemd makes / shared later).
     if physical == Path::new("/") || crate::sysroot::is_mount_point(physical) {
         mount::mount_change(physical, MountPropagationFlags::PRIVATE)
-            .map_err(std::io::Error::from)
             .ctx(|| format!("making {} private", physical.display()))?;
     }
     bind(&d, &d)?;
     let usr = d.join("usr");
     bind(&usr, &usr)?;
     mount::mount_remount(&usr, MountFlags::BIND | MountFlags::RDONLY, "")
-        .map_err(std::io::Error::from)
         .ctx(|| format!("remounting {} read-only", usr.display()))?;
     for sub in ["var", "sysroot"] {
         let p = d.join(sub);
@@ -98,7 +92,6 @@ pub fn prepare_root(physical: &Path, cmdline: &str) -> Result<Prepared> {
         let dst = d.join(api);
         std::fs::create_dir_all(&dst).ctx(|| format!("creating {}", dst.display()))?;
         mount::mount_move(&src, &dst)
-            .map_err(std::io::Error::from)
             .ctx(|| format!("moving {} to {}", src.display(), dst.display()))?;
     }
     Ok(Prepared { key, root: d })
@@ -106,17 +99,9 @@ pub fn prepare_root(physical: &Path, cmdline: &str) -> Result<Prepared> {
 
 /// Step 4: make the prepared deployment `/` of this process (and, as PID 1, of the system).
 pub fn switch_root(p: &Prepared) -> Result<()> {
-    rustix::process::chdir(&p.root)
-        .map_err(std::io::Error::from)
-        .ctx(|| format!("chdir {}", p.root.display()))?;
-    mount::mount_move(".", "/")
-        .map_err(std::io::Error::from)
-        .ctx(|| format!("moving {} onto /", p.root.display()))?;
-    rustix::process::chroot(".")
-        .map_err(std::io::Error::from)
-        .ctx(|| "chroot into the deployment".to_string())?;
-    rustix::process::chdir("/")
-        .map_err(std::io::Error::from)
-        .ctx(|| "chdir /".to_string())?;
+    rustix::process::chdir(&p.root).ctx(|| format!("chdir {}", p.root.display()))?;
+    mount::mount_move(".", "/").ctx(|| format!("moving {} onto /", p.root.display()))?;
+    rustix::process::chroot(".").ctx(|| "chroot into the deployment".to_string())?;
+    rustix::process::chdir("/").ctx(|| "chdir /".to_string())?;
     Ok(())
 }

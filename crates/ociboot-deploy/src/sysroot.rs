@@ -133,7 +133,7 @@ pub fn proc_cmdline() -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-fn cmdline_key(cmdline: &str) -> Option<String> {
+pub(crate) fn cmdline_key(cmdline: &str) -> Option<String> {
     cmdline
         .split_whitespace()
         .find_map(|a| a.strip_prefix("ociboot="))
@@ -354,10 +354,7 @@ impl Sysroot {
             }
         }
         let k = bls::install_kernel(&self.boot, &d.stateroot, &d.root, None)?;
-        Ok(BootFiles {
-            linux: k.linux,
-            initrd: k.initrd,
-        })
+        Ok(k.into())
     }
 
     fn entry_for(&self, d: &Deployment, index: usize) -> Result<Entry> {
@@ -441,7 +438,7 @@ impl Sysroot {
         }
         all.extend(image_kargs.iter().cloned());
         all.extend(opts.kargs.iter().cloned());
-        let origin = self.make_origin(
+        let mut origin = self.make_origin(
             store,
             opts.target.clone().unwrap_or(source),
             &pulled.manifest_digest,
@@ -451,11 +448,7 @@ impl Sysroot {
             all,
             image_kargs,
         )?;
-        let mut origin = origin;
-        origin.kernel = Some(BootFiles {
-            linux: kernel.linux,
-            initrd: kernel.initrd,
-        });
+        origin.kernel = Some(kernel.into());
         origin.write(&self.origin_path(&opts.stateroot, &id))?;
         let d = Deployment {
             stateroot: opts.stateroot.clone(),
@@ -550,10 +543,7 @@ impl Sysroot {
         // The kernel goes to /boot now, so finalizing at shutdown only writes entries.
         let k = bls::install_kernel(&self.boot, &stateroot, &root, kernel_sum.as_deref())
             .map_err(cleanup)?;
-        origin.kernel = Some(BootFiles {
-            linux: k.linux,
-            initrd: k.initrd,
-        });
+        origin.kernel = Some(k.into());
         origin
             .write(&self.origin_path(&stateroot, &id))
             .map_err(cleanup)?;
@@ -824,6 +814,15 @@ pub struct GcReport {
     pub kernels: u64,
     pub images: u64,
     pub bytes: u64,
+}
+
+impl From<bls::Kernel> for BootFiles {
+    fn from(k: bls::Kernel) -> BootFiles {
+        BootFiles {
+            linux: k.linux,
+            initrd: k.initrd,
+        }
+    }
 }
 
 /// Where an image carries the ociboot binary that sets up the root at boot.
