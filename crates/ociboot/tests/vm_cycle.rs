@@ -402,33 +402,20 @@ fn oci_disk(layout: &Path, dir: &Path) -> PathBuf {
     let l = stage.join("v2");
     sh(Command::new("cp").arg("-a").arg(layout).arg(&l));
     let _ = std::fs::remove_file(l.join(".build-os"));
-    let big = dir.join("big");
+    let add = dir.join("big-layer");
+    let big = add.join("usr/share/ociboot-vmtest");
+    std::fs::create_dir_all(&big).unwrap();
     sh(Command::new("dd")
         .args(["if=/dev/urandom", "bs=1M", "count=48", "status=none"])
-        .arg(format!("of={}", big.display())));
-    let img = |t: &str| format!("{}:{t}", l.display());
-    sh(Command::new("umoci")
-        .args([
-            "--log",
-            "error",
-            "insert",
-            "--image",
-            &img("v2"),
-            "--tag",
-            "v3",
-        ])
-        .arg(&big)
-        .arg("/usr/share/ociboot-vmtest/big"));
-    sh(Command::new("umoci").args([
-        "--log",
-        "error",
-        "config",
-        "--image",
-        &img("v3"),
-        "--config.label",
-        "org.opencontainers.image.version=3",
-    ]));
-    std::fs::remove_file(&big).unwrap();
+        .arg(format!("of={}", big.join("big").display())));
+    sh(Command::new("python3")
+        .arg(repo_root().join("tests/fixtures/add-layer.py"))
+        .arg(&l)
+        .arg("v2")
+        .arg(&add)
+        .arg("v3")
+        .arg("org.opencontainers.image.version=3"));
+    std::fs::remove_dir_all(&add).unwrap();
     let size = du(&stage) * 12 / 10 + (64 << 20);
     let out = dir.join("oci.ext4");
     sh(Command::new("mkfs.ext4")
