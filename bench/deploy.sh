@@ -24,7 +24,7 @@ die() { echo "bench: $*" >&2; exit 1; }
 for t in ostree mkfs.ext4 python3 apt-get dpkg-deb; do command -v "$t" >/dev/null || die "missing $t"; done
 
 (cd "$REPO" && cargo build --release -q)
-OCIBOOT=$REPO/target/release/ociboot
+OCIBOOT=${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release/ociboot
 DEB=$WORK/debian
 bash "$REPO/tests/fixtures/debian-image.sh" "$DEB" bookworm >&2
 TAR=$DEB/rootfs.tar

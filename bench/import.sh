@@ -28,7 +28,7 @@ done
 
 echo "== building ociboot (release)" >&2
 (cd "$REPO" && cargo build --release -q)
-OCIBOOT=$REPO/target/release/ociboot
+OCIBOOT=${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release/ociboot
 
 echo "== preparing images" >&2
 DEB=$WORK/debian
