@@ -2,7 +2,7 @@
 //! how they change on upgrade: only the difference between the old and the new image's kargs.d
 //! is applied, so arguments added on the machine stay.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -23,8 +23,19 @@ pub fn image_kargs(root: &Path) -> Result<Vec<String>> {
 }
 
 pub fn image_kargs_for(root: &Path, arch: &str) -> Result<Vec<String>> {
-    let dir = root.join("usr/lib/bootc/kargs.d");
-    let mut files: Vec<_> = match std::fs::read_dir(&dir) {
+    let mut out = Vec::new();
+    for f in kargs_d_files(&root.join(KARGS_D))? {
+        out.extend(kargs_file(&f, arch)?.unwrap_or_default());
+    }
+    Ok(out)
+}
+
+/// Where an image keeps its kernel arguments, relative to its root.
+pub const KARGS_D: &str = "usr/lib/bootc/kargs.d";
+
+/// The `*.toml` files of a kargs.d directory, in the order they apply (none if it is missing).
+pub fn kargs_d_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<_> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -33,26 +44,31 @@ pub fn image_kargs_for(root: &Path, arch: &str) -> Result<Vec<String>> {
         Err(e) => return Err(e).ctx(|| format!("reading {}", dir.display())),
     };
     files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).ctx(|| format!("reading {}", f.display()))?;
-        let k: KargsFile = toml::from_str(&text).map_err(|e| {
-            Error::Invalid(format!(
-                "/usr/lib/bootc/kargs.d/{}: {e}",
-                f.file_name().unwrap_or_default().to_string_lossy()
-            ))
-        })?;
-        if k.match_architectures
-            .as_ref()
-            .is_some_and(|a| !a.iter().any(|x| x == arch))
-        {
-            continue;
-        }
-        for a in k.kargs {
-            out.extend(a.split_whitespace().map(str::to_string));
-        }
+    Ok(files)
+}
+
+/// The kargs of one kargs.d file, split into words, or `None` if its `match-architectures`
+/// leaves `arch` out. An error names the file.
+pub fn kargs_file(f: &Path, arch: &str) -> Result<Option<Vec<String>>> {
+    let text = std::fs::read_to_string(f).ctx(|| format!("reading {}", f.display()))?;
+    let k: KargsFile = toml::from_str(&text).map_err(|e| {
+        Error::Invalid(format!(
+            "/{KARGS_D}/{}: {e}",
+            f.file_name().unwrap_or_default().to_string_lossy()
+        ))
+    })?;
+    if k.match_architectures
+        .as_ref()
+        .is_some_and(|a| !a.iter().any(|x| x == arch))
+    {
+        return Ok(None);
     }
-    Ok(out)
+    Ok(Some(
+        k.kargs
+            .iter()
+            .flat_map(|a| a.split_whitespace().map(str::to_string))
+            .collect(),
+    ))
 }
 
 /// The new command line: `current` minus what the old image asked for and the new one no

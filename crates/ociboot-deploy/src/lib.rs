@@ -15,6 +15,7 @@ mod error;
 pub mod etcmerge;
 pub mod fstree;
 pub mod kargs;
+pub mod lint;
 pub mod origin;
 pub mod rootsetup;
 pub mod status;

@@ -89,29 +89,6 @@ fn tree_bytes(p: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
         .unwrap_or(0)
 }
 
-/// True if the ELF file asks for a program interpreter (is dynamically linked).
-fn is_dynamic_elf(p: &Path) -> Result<bool> {
-    let mut f = File::open(p).ctx(|| format!("opening {}", p.display()))?;
-    let mut data = Vec::new();
-    f.read_to_end(&mut data)
-        .ctx(|| format!("reading {}", p.display()))?;
-    let bad = || Error::Invalid(format!("{}: not a 64-bit ELF executable", p.display()));
-    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
-        return Err(bad());
-    }
-    let u16at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(data[0x20..0x28].try_into().map_err(|_| bad())?) as usize;
-    let (phentsize, phnum) = (u16at(0x36), u16at(0x38));
-    for i in 0..phnum {
-        let o = phoff + i * phentsize;
-        let t = data.get(o..o + 4).ok_or_else(bad)?;
-        if u32::from_le_bytes([t[0], t[1], t[2], t[3]]) == 3 {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
 fn check_target(file: &Path, wipe: bool) -> Result<Option<u64>> {
     let m = match std::fs::metadata(file) {
         Ok(m) => m,
@@ -257,22 +234,9 @@ pub fn install_to_disk(
         progress,
     )?;
     drop(store);
-    let init = d.root.join(ociboot_deploy::sysroot::INIT_IN_IMAGE);
-    if !init.is_file() {
-        return Err(Error::Invalid(format!(
-            "{}: the image has no /{} (a statically linked ociboot): it sets up the root at boot",
-            opts.source,
-            ociboot_deploy::sysroot::INIT_IN_IMAGE
-        )));
-    }
-    if is_dynamic_elf(&init)? {
-        return Err(Error::Invalid(format!(
-            "{}: /{} is dynamically linked; it runs before any library is reachable, so build \
-             it with RUSTFLAGS='-C target-feature=+crt-static'",
-            opts.source,
-            ociboot_deploy::sysroot::INIT_IN_IMAGE
-        )));
-    }
+    // One kernel with its initramfs, and the static ociboot the kernel starts as init=.
+    ociboot_deploy::lint::check_bootable(&d.root)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", opts.source)))?;
     let sdboot = d.root.join(SYSTEMD_BOOT);
     if !sdboot.is_file() {
         return Err(Error::Invalid(format!(
@@ -418,25 +382,4 @@ pub fn install_to_disk(
         staging: staged,
         layout: t1.elapsed(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn elf_interpreter_is_detected() {
-        // This test binary is dynamically linked in the usual test build.
-        let me = std::env::current_exe().unwrap();
-        let dynamic = is_dynamic_elf(&me).unwrap();
-        let ldd = std::process::Command::new("ldd").arg(&me).output();
-        if let Ok(o) = ldd {
-            let statically = String::from_utf8_lossy(&o.stdout).contains("not a dynamic");
-            assert_eq!(dynamic, !statically);
-        }
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("x");
-        std::fs::write(&p, b"#!/bin/sh\n").unwrap();
-        assert!(is_dynamic_elf(&p).is_err());
-    }
 }

@@ -127,6 +127,9 @@ pub enum Command {
     /// Manage the images in the store.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Operations for building images (in a Containerfile).
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Print a shell completion script.
     #[command(hide = true)]
     Completion {
@@ -307,5 +310,31 @@ pub enum ImageCommand {
         /// Also re-hash every object's content and metadata.
         #[arg(long)]
         contents: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Check the image for problems: run it as the last line of a Containerfile,
+    /// `RUN ociboot container lint`.
+    ///
+    /// Exits with status 1 when a fatal lint finds something (or, with --fatal-warnings, any
+    /// lint).
+    Lint {
+        /// The image's root filesystem.
+        #[arg(long, value_name = "PATH", default_value = "/")]
+        rootfs: PathBuf,
+        /// Fail on warnings too.
+        #[arg(long)]
+        fatal_warnings: bool,
+        /// Print every lint's name, level and description (YAML), and exit.
+        #[arg(long)]
+        list: bool,
+        /// Do not run the lint NAME (repeatable).
+        #[arg(long = "skip", value_name = "NAME")]
+        skip: Vec<String>,
+        /// Print every path a lint found, not only the first few.
+        #[arg(long)]
+        no_truncate: bool,
     },
 }

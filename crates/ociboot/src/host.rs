@@ -463,7 +463,10 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
                 format_args!("Prepared {} at {}", p.key, p.root.display()),
             );
         }
-        Command::Image(_) | Command::Completion { .. } | Command::Man { .. } => {
+        Command::Image(_)
+        | Command::Container(_)
+        | Command::Completion { .. }
+        | Command::Man { .. } => {
             unreachable!("dispatched in main")
         }
     }

@@ -1,6 +1,7 @@
 //! The `ociboot` command: a thin layer of argument parsing and output over the library crates.
 
 mod cli;
+mod container;
 mod host;
 mod image;
 mod init;
@@ -38,6 +39,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         cli::Command::Image(cmd) => image::run(&g, cmd),
+        cli::Command::Container(cmd) => container::run(&g, cmd),
         cli::Command::Completion { shell } => {
             let mut cmd = <cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "ociboot", &mut std::io::stdout());
@@ -53,7 +55,8 @@ fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     fn rec(cmd: &clap::Command, name: String, dir: &std::path::Path) -> anyhow::Result<()> {
-        if cmd.is_hide_set() {
+        // Hidden commands and clap's generated `help` get no page.
+        if cmd.is_hide_set() || cmd.get_name() == "help" {
             return Ok(());
         }
         let cmd = cmd.clone().name(name.clone());
