@@ -62,11 +62,14 @@ pub fn remove_any(p: &Path) -> Result<()> {
 }
 
 /// Bytes allocated to a file or directory tree (files with other links count nothing: removing
-/// this name frees none of their space).
-pub fn disk_usage(p: &Path) -> u64 {
+/// this name frees none of their space). What vanished meanwhile counts nothing; any other
+/// error reading the tree is returned, naming the path.
+pub fn disk_usage(p: &Path) -> Result<u64> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(m) = std::fs::symlink_metadata(p) else {
-        return 0;
+    let m = match std::fs::symlink_metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(format!("stat {}", p.display()), e)),
     };
     let own = if m.is_dir() || m.nlink() <= 1 {
         m.blocks() * 512
@@ -74,10 +77,51 @@ pub fn disk_usage(p: &Path) -> u64 {
         0
     };
     if !m.is_dir() {
-        return own;
+        return Ok(own);
     }
-    let children: u64 = std::fs::read_dir(p)
-        .map(|rd| rd.flatten().map(|e| disk_usage(&e.path())).sum())
-        .unwrap_or(0);
-    own + children
+    let rd = match std::fs::read_dir(p) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(own),
+        Err(e) => return Err(Error::io(format!("reading {}", p.display()), e)),
+    };
+    let mut total = own;
+    for e in rd {
+        let e = e.ctx(|| format!("reading {}", p.display()))?;
+        total += disk_usage(&e.path())?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_usage_counts_a_tree_once_and_names_what_it_cannot_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("d");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub/f"), vec![1u8; 64 << 10]).unwrap();
+        std::fs::write(d.join("linked"), vec![2u8; 64 << 10]).unwrap();
+        std::fs::hard_link(d.join("linked"), dir.path().join("other-link")).unwrap();
+        let total = disk_usage(&d).unwrap();
+        // The 64 KiB file counts, the one with another link does not.
+        assert!((64 << 10..128 << 10).contains(&total), "{total}");
+        assert_eq!(disk_usage(&dir.path().join("gone")).unwrap(), 0);
+        // A path through a regular file: ENOTDIR is not "vanished".
+        let bad = d.join("linked/x");
+        let err = disk_usage(&bad).unwrap_err().to_string();
+        assert!(err.contains(&bad.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn write_atomic_replaces_the_content_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("state.json");
+        write_atomic(&f, b"old").unwrap();
+        write_atomic(&f, b"new").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"new");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
 }

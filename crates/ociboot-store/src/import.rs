@@ -1,10 +1,16 @@
-//! Reading one layer: decompress, verify, parse the tar stream, store file contents as
-//! objects and describe the layer as a list of [`LayerOp`]s. Everything streams: nothing larger
-//! than one small file (or a 128 KiB chunk of a large one) is held in memory.
+//! Reading one layer: verify the blob, decompress it, parse the tar stream, store file
+//! contents as objects and describe the layer as a list of [`LayerOp`]s. Everything streams:
+//! a small file (at most 256 KiB) is held whole, a large one passes in 256 KiB chunks, and at
+//! most a few MiB of contents are queued between the threads.
+//!
+//! [`import_layer`] parses tar (and decompresses) on the calling thread; helper threads hash
+//! the compressed blob (`stream`), hash the uncompressed stream for the diff_id when the layer
+//! is compressed, and write objects (`writer`). A layer is only ever read here, never applied:
+//! entries become [`LayerOp`]s with paths normalised (hostile ones refused) and nothing is
+//! written anywhere but the store's objects and `tmp/`.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 
-use flate2::bufread::MultiGzDecoder;
 use ociboot_oci::{Compression, Sha256Digest};
 use sha2::Digest as _;
 
@@ -12,211 +18,12 @@ use crate::error::{Error, Result};
 use crate::objects::{ObjectId, Staging, INLINE_MAX};
 use crate::tree::{normalize_entry_path, show, Content, LayerOp, Meta, Node};
 
-/// Counts bytes for a progress callback.
-pub struct ProgressReader<R, F: FnMut(u64)> {
-    inner: R,
-    total: u64,
-    f: F,
-}
+mod stream;
+mod writer;
 
-impl<R: Read, F: FnMut(u64)> ProgressReader<R, F> {
-    pub fn new(inner: R, f: F) -> Self {
-        ProgressReader { inner, total: 0, f }
-    }
-}
-
-impl<R: Read, F: FnMut(u64)> Read for ProgressReader<R, F> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.total += n as u64;
-        (self.f)(self.total);
-        Ok(n)
-    }
-}
-
-/// Buffers the decompressed stream for the tar parser, counts it and, unless it is the blob
-/// itself, hashes it for the diff_id on a thread of its own, so that decompression, hashing
-/// and object writing use both cores. Buffers are recycled once the hasher is done with them.
-struct StreamHasher<R> {
-    inner: R,
-    pool: Vec<std::sync::Arc<Vec<u8>>>,
-    cur: usize,
-    pos: usize,
-    len: usize,
-    tx: Option<std::sync::mpsc::SyncSender<(std::sync::Arc<Vec<u8>>, usize)>>,
-    worker: Option<std::thread::JoinHandle<Sha256Digest>>,
-    count: u64,
-    /// Verify the stream as a blob: its digest, its size, and its name for errors.
-    expect: Option<(Sha256Digest, u64, String)>,
-}
-
-const STREAM_BUF: usize = 256 << 10;
-
-fn mismatch(what: &str, msg: String) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        ociboot_oci::digest::BlobMismatch(format!("{what}: {msg}")),
-    )
-}
-
-impl<R: Read> StreamHasher<R> {
-    fn new(inner: R, hash: bool) -> Self {
-        let (tx, worker) = if hash {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(std::sync::Arc<Vec<u8>>, usize)>(8);
-            let worker = std::thread::spawn(move || {
-                let mut h = sha2::Sha256::new();
-                for (buf, len) in rx {
-                    h.update(&buf[..len]);
-                }
-                Sha256Digest(h.finalize().into())
-            });
-            (Some(tx), Some(worker))
-        } else {
-            (None, None)
-        };
-        StreamHasher {
-            inner,
-            pool: Vec::new(),
-            cur: 0,
-            pos: 0,
-            len: 0,
-            tx,
-            worker,
-            count: 0,
-            expect: None,
-        }
-    }
-
-    /// Like a [`ociboot_oci::VerifyingReader`], with the hashing on a thread of its own:
-    /// fails past `size` bytes, and at the end on a short stream or another digest.
-    fn verifying(inner: R, digest: Sha256Digest, size: u64, what: String) -> Self {
-        let mut s = Self::new(inner, true);
-        s.expect = Some((digest, size, what));
-        s
-    }
-
-    /// The diff_id (when hashing), the stream's length and the inner reader.
-    fn finish(mut self) -> (Option<Sha256Digest>, u64, R) {
-        self.tx = None;
-        let digest = self.worker.take().and_then(|w| w.join().ok());
-        (digest, self.count, self.inner)
-    }
-
-    fn refill(&mut self) -> io::Result<()> {
-        let free = self
-            .pool
-            .iter()
-            .position(|b| std::sync::Arc::strong_count(b) == 1);
-        let idx = match free {
-            Some(i) => i,
-            None => {
-                self.pool.push(std::sync::Arc::new(vec![0u8; STREAM_BUF]));
-                self.pool.len() - 1
-            }
-        };
-        let buf = std::sync::Arc::get_mut(&mut self.pool[idx])
-            .ok_or_else(|| io::Error::other("stream buffer still shared"))?;
-        let n = self.inner.read(buf)?;
-        self.cur = idx;
-        self.pos = 0;
-        self.len = n;
-        self.count += n as u64;
-        if let Some((digest, size, what)) = &self.expect {
-            if self.count > *size {
-                return Err(mismatch(
-                    what,
-                    format!("blob is larger than the {size} bytes its descriptor declares"),
-                ));
-            }
-            if n == 0 {
-                let (digest, size, what) = (*digest, *size, what.clone());
-                if self.count != size {
-                    return Err(mismatch(
-                        &what,
-                        format!("truncated blob: got {} of {size} bytes", self.count),
-                    ));
-                }
-                self.tx = None;
-                let got = self.worker.take().and_then(|w| w.join().ok());
-                if got != Some(digest) {
-                    let got = got
-                        .map(|d| d.to_string())
-                        .unwrap_or_else(|| "nothing".into());
-                    return Err(mismatch(
-                        &what,
-                        format!("digest mismatch: expected {digest}, got {got}"),
-                    ));
-                }
-                self.expect = None;
-                return Ok(());
-            }
-        }
-        if n > 0 {
-            if let Some(tx) = &self.tx {
-                tx.send((self.pool[idx].clone(), n))
-                    .map_err(|_| io::Error::other("diff_id hasher stopped"))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl<R: Read> Read for StreamHasher<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.len {
-            self.refill()?;
-            if self.len == 0 {
-                return Ok(0);
-            }
-        }
-        let n = out.len().min(self.len - self.pos);
-        out[..n].copy_from_slice(&self.pool[self.cur][self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-enum Decoder<R: Read> {
-    Plain(BufReader<R>),
-    Gzip(Box<MultiGzDecoder<BufReader<R>>>),
-    Zstd(zstd::stream::read::Decoder<'static, BufReader<R>>),
-}
-
-impl<R: Read> Decoder<R> {
-    fn new(r: R, c: Compression) -> io::Result<Self> {
-        Ok(match c {
-            Compression::None => Decoder::Plain(BufReader::with_capacity(128 << 10, r)),
-            Compression::Gzip => Decoder::Gzip(Box::new(MultiGzDecoder::new(
-                BufReader::with_capacity(128 << 10, r),
-            ))),
-            // Multi-frame streams are decoded to the end: the decoder moves on to the next
-            // frame instead of stopping after the first.
-            Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(
-                BufReader::with_capacity(128 << 10, r),
-            )?),
-        })
-    }
-
-    /// Read whatever the decompressor left of the compressed stream, so that a verifying
-    /// reader below sees its end.
-    fn drain_inner(self) -> io::Result<()> {
-        match self {
-            Decoder::Plain(mut r) => io::copy(&mut r, &mut io::sink()).map(|_| ()),
-            Decoder::Gzip(d) => io::copy(&mut d.into_inner(), &mut io::sink()).map(|_| ()),
-            Decoder::Zstd(d) => io::copy(&mut d.finish(), &mut io::sink()).map(|_| ()),
-        }
-    }
-}
-
-impl<R: Read> Read for Decoder<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Decoder::Plain(r) => r.read(buf),
-            Decoder::Gzip(r) => r.read(buf),
-            Decoder::Zstd(r) => r.read(buf),
-        }
-    }
-}
+pub use stream::ProgressReader;
+use stream::{Decoder, StreamHasher};
+use writer::{write_objects, Job, Parser, WriterGone, CHUNK, QUEUE};
 
 /// What importing a layer produced.
 #[derive(Debug)]
@@ -234,81 +41,13 @@ fn parse_num<T: std::str::FromStr>(v: &[u8]) -> Option<T> {
     s.trim().parse().ok()
 }
 
-/// Work for the object-writing thread.
-enum Job {
-    Small {
-        data: Vec<u8>,
-        /// The content's SHA-256 when the parser already computed it.
-        digest: Option<[u8; 32]>,
-        meta: Meta,
-        what: String,
-    },
-    LargeStart {
-        meta: Meta,
-    },
-    Chunk(Vec<u8>),
-    LargeEnd {
-        meta: Meta,
-        size: u64,
-        what: String,
-    },
-}
-
-/// How far ahead of the writer the tar parser may run (batches of at most ~1 MiB).
-const QUEUE: usize = 8;
-const CHUNK: usize = 256 << 10;
-
-/// Reads the tar stream and hands file contents to the writer thread, in batches so that
-/// the two threads do not wake each other for every small file.
-struct Parser<'a> {
-    tx: std::sync::mpsc::SyncSender<Vec<Job>>,
-    batch: std::cell::RefCell<(Vec<Job>, usize)>,
-    what: &'a str,
-    /// Hash small files here rather than in the writer: balances the threads when there
-    /// is no decompression to do.
-    hash_small: bool,
-}
-
-const BATCH_JOBS: usize = 256;
-const BATCH_BYTES: usize = 1 << 20;
-
-/// The writer thread went away (it failed); its error is the one to report.
-#[derive(Debug)]
-struct WriterGone;
-
-impl Parser<'_> {
-    fn send(&self, j: Job) -> Result<(), WriterGone> {
-        let full = {
-            let mut b = self.batch.borrow_mut();
-            b.1 += match &j {
-                Job::Small { data, .. } | Job::Chunk(data) => data.len(),
-                _ => 0,
-            };
-            b.0.push(j);
-            b.0.len() >= BATCH_JOBS || b.1 >= BATCH_BYTES
-        };
-        if full {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&self) -> Result<(), WriterGone> {
-        let jobs = std::mem::take(&mut self.batch.borrow_mut().0);
-        self.batch.borrow_mut().1 = 0;
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        self.tx.send(jobs).map_err(|_| WriterGone)
-    }
-}
-
 /// Import a layer from the raw `blob` stream, which must have `digest` and `size` (checked as
 /// it streams, on a thread of its own). `what` names the layer for errors. The caller checks
 /// `diff_id` against the config.
 ///
-/// Two threads: this one decompresses, hashes the stream and parses tar; a second one hashes
-/// file contents and writes objects, so both cores work on a large layer.
+/// This thread decompresses and parses tar; the blob's digest, the diff_id (of a compressed
+/// layer) and the objects are computed and written on helper threads, so both cores work on a
+/// large layer.
 pub fn import_layer<R: Read>(
     blob: R,
     digest: Sha256Digest,
@@ -324,12 +63,7 @@ pub fn import_layer<R: Read>(
         let parsed = parse_layer(
             blob,
             compression,
-            Parser {
-                tx,
-                batch: Default::default(),
-                what,
-                hash_small: compression == Compression::None,
-            },
+            Parser::new(tx, what, compression == Compression::None),
         );
         let ids = match writer.join() {
             Ok(r) => r,
@@ -364,37 +98,6 @@ pub fn import_layer<R: Read>(
         }
         Ok(layer)
     })
-}
-
-fn write_objects(
-    rx: std::sync::mpsc::Receiver<Vec<Job>>,
-    staging: &mut Staging,
-) -> Result<Vec<ObjectId>> {
-    let mut ids = Vec::new();
-    let mut large = None;
-    for job in rx.into_iter().flatten() {
-        match job {
-            Job::Small {
-                data,
-                digest,
-                meta,
-                what,
-            } => ids.push(staging.add_bytes(&data, digest, &meta, &what)?),
-            Job::LargeStart { meta } => large = Some(staging.begin_large(&meta)?),
-            Job::Chunk(data) => {
-                if let Some(o) = large.as_mut() {
-                    o.write(&data, "object")?;
-                }
-            }
-            Job::LargeEnd { meta, size, what } => {
-                let o = large.take().ok_or_else(|| {
-                    Error::Layer(format!("{what}: internal error: no object in progress"))
-                })?;
-                ids.push(staging.finish_large(o, &meta, size, &what)?);
-            }
-        }
-    }
-    Ok(ids)
 }
 
 /// Parse the stream; returns the layer and, for each regular file in order, the index of its
@@ -628,4 +331,173 @@ fn entry_op<R: Read>(
         }
     };
     Ok(Some((LayerOp::Put(path, Node { meta, content }), false)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::objects::ImportStats;
+
+    struct Dirs {
+        _dir: tempfile::TempDir,
+        objects: std::path::PathBuf,
+        tmp: std::path::PathBuf,
+    }
+
+    fn dirs() -> Dirs {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = dir.path().join("objects");
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        for i in 0..256 {
+            std::fs::create_dir_all(objects.join(format!("{i:02x}"))).unwrap();
+        }
+        Dirs {
+            _dir: dir,
+            objects,
+            tmp,
+        }
+    }
+
+    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_size(size);
+        h
+    }
+
+    fn import(d: &Dirs, blob: &[u8], c: Compression) -> Result<(ImportedLayer, ImportStats)> {
+        let mut staging = Staging::new(&d.tmp, &d.objects).unwrap();
+        let digest = Sha256Digest::of(blob);
+        let layer = import_layer(blob, digest, blob.len() as u64, c, &mut staging, "layer L")?;
+        Ok((layer, staging.commit().unwrap()))
+    }
+
+    fn object_of(op: &LayerOp) -> ObjectId {
+        match op {
+            LayerOp::Put(
+                _,
+                Node {
+                    content: Content::File { object, .. },
+                    ..
+                },
+            ) => *object,
+            other => panic!("not a file: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn entries_become_layer_operations_in_stream_order() {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(
+            &mut header(tar::EntryType::Directory, 0o755, 0),
+            "./usr/",
+            &[][..],
+        )
+        .unwrap();
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 0o4755, 2),
+            "usr/su",
+            &b"hi"[..],
+        )
+        .unwrap();
+        let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+        b.append_link(&mut h, "usr/sbin", "bin").unwrap();
+        let mut h = header(tar::EntryType::Link, 0o644, 0);
+        b.append_link(&mut h, "usr/su2", "usr/su").unwrap();
+        for wh in ["etc/.wh.motd", "var/.wh..wh..opq", ".wh..wh.plnk"] {
+            b.append_data(&mut header(tar::EntryType::Regular, 0o644, 0), wh, &[][..])
+                .unwrap();
+        }
+        let blob = b.into_inner().unwrap();
+        let d = dirs();
+        let (layer, stats) = import(&d, &blob, Compression::None).unwrap();
+        // An uncompressed layer's diff_id is its blob digest, checked on the way in.
+        assert_eq!(layer.diff_id, None);
+        assert_eq!(layer.uncompressed_size, blob.len() as u64);
+        let shapes: Vec<String> = layer
+            .ops
+            .iter()
+            .map(|op| match op {
+                LayerOp::Put(p, n) => format!("put {} {:o}", show(p), n.meta.mode),
+                LayerOp::Whiteout(p) => format!("whiteout {}", show(p)),
+                LayerOp::Opaque(p) => format!("opaque {}", show(p)),
+                LayerOp::Hardlink(p, t) => format!("hardlink {} {}", show(p), show(t)),
+            })
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                "put /usr 755",
+                "put /usr/su 4755",
+                "put /usr/sbin 777",
+                "hardlink /usr/su2 /usr/su",
+                "whiteout /etc/motd",
+                "opaque /var",
+            ]
+        );
+        let id = object_of(&layer.ops[1]);
+        let p = d.objects.join(id.rel_path());
+        assert_eq!(std::fs::read(&p).unwrap(), b"hi");
+        assert_eq!(crate::objects::verify_object(&p).unwrap(), id);
+        assert_eq!((stats.files, stats.new_objects), (1, 1));
+    }
+
+    #[test]
+    fn large_files_stream_into_objects_and_equal_content_is_stored_once() {
+        let big: Vec<u8> = (0..INLINE_MAX as usize * 3 + 17)
+            .map(|i| (i * 7 % 256) as u8)
+            .collect();
+        let mut b = tar::Builder::new(Vec::new());
+        for name in ["a/big", "b/big"] {
+            let mut h = header(tar::EntryType::Regular, 0o644, big.len() as u64);
+            b.append_data(&mut h, name, &big[..]).unwrap();
+        }
+        let tarball = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tarball).unwrap();
+        let blob = gz.finish().unwrap();
+        let d = dirs();
+        let (layer, stats) = import(&d, &blob, Compression::Gzip).unwrap();
+        assert_eq!(layer.diff_id, Some(Sha256Digest::of(&tarball)));
+        assert_eq!(layer.uncompressed_size, tarball.len() as u64);
+        let (a, b) = (object_of(&layer.ops[0]), object_of(&layer.ops[1]));
+        assert_eq!(a, b);
+        assert_eq!(std::fs::read(d.objects.join(a.rel_path())).unwrap(), big);
+        assert_eq!((stats.new_objects, stats.reused_objects), (1, 1));
+        assert_eq!(std::fs::read_dir(&d.tmp).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn hostile_and_broken_layers_are_refused_naming_the_layer() {
+        let d = dirs();
+        let mut h = header(tar::EntryType::Regular, 0o644, 1);
+        h.as_old_mut().name[..12].copy_from_slice(b"../etc/shado");
+        h.set_cksum();
+        let mut hostile = h.as_bytes().to_vec();
+        hostile.extend([b'x'; 512]);
+        hostile.extend([0u8; 1024]);
+        let err = import(&d, &hostile, Compression::None).unwrap_err();
+        assert!(
+            matches!(&err, Error::HostilePath(m) if m.contains("layer L")),
+            "{err}"
+        );
+
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = header(tar::EntryType::Regular, 0o644, 4000);
+        b.append_data(&mut h, "f", &[1u8; 4000][..]).unwrap();
+        let full = b.into_inner().unwrap();
+        let torn = &full[..1500];
+        let err = import(&d, torn, Compression::None).unwrap_err();
+        assert!(
+            matches!(&err, Error::Layer(m) if m.contains("layer L") && m.contains("truncated")),
+            "{err}"
+        );
+    }
 }

@@ -11,8 +11,8 @@
 //! - **refs**: which reference points at which image.
 //!
 //! Layers stream: decompression, digest checks, tar parsing and object writing happen in one
-//! pass, hashing while writing. Nothing becomes visible before it is durable, and a refused
-//! image leaves nothing behind. See ARCHITECTURE.md for the on-disk layout and the crash
+//! pass, hashing while writing. Nothing is referred to (by a layer record, an image or a
+//! reference) before it is durable, and a refused image leaves nothing behind. See ARCHITECTURE.md for the on-disk layout and the crash
 //! invariants. This crate does not know about deployments, boot entries or the CLI.
 
 pub mod error;

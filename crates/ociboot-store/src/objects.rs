@@ -1,8 +1,12 @@
 //! File objects: a regular file's content together with its owner, mode and xattrs, stored
 //! once under the hash of both, so that a deployment can hardlink it as it is.
 //!
-//! New objects are written into a staging directory, flushed with one `syncfs`, and only
-//! then renamed into `objects/`, so an object under its final name is always complete.
+//! Small files (at most [`INLINE_MAX`]) are hashed in memory and created with `O_EXCL` directly
+//! under their final name; large ones are written into `tmp/` while hashed and renamed into
+//! `objects/` once their id is known. Either way an object may sit under its final name before
+//! it is durable: [`Staging::commit`] makes it so with one `syncfs`, and until a layer record
+//! refers to it the store's `dirty` marker makes the next writer delete it. An object file is
+//! never modified once named: it must not be written to through a deployment's hardlink.
 
 use std::collections::HashSet;
 use std::ffi::CString;

@@ -130,7 +130,8 @@ impl RecordWriter {
         }
     }
 
-    pub fn finish(mut self) -> Vec<u8> {
+    /// The record's bytes; `what` names its file in the error should compression fail.
+    pub fn finish(mut self, what: &str) -> Result<Vec<u8>> {
         let hash = Sha256::digest(&self.buf);
         self.buf.push(0xFF);
         self.buf.extend_from_slice(&self.count.to_le_bytes());
@@ -138,24 +139,26 @@ impl RecordWriter {
         let mut out = Vec::with_capacity(self.buf.len() / 3 + 64);
         out.extend_from_slice(&self.magic);
         out.extend_from_slice(&VERSION.to_le_bytes());
-        // Compressing a buffer in memory cannot fail short of allocation failure.
-        let z = zstd::bulk::compress(&self.buf, 3).unwrap_or_default();
+        // Only an allocation failure can make this fail; an empty body would be a torn record.
+        let z = zstd::bulk::compress(&self.buf, 3)
+            .map_err(|e| Error::io(format!("{what}: compressing the record"), e))?;
         out.extend_from_slice(&z);
-        out
+        Ok(out)
     }
 }
 
-/// Serialise a layer's operations.
-pub fn encode_layer(ops: &[LayerOp], header: &[u8]) -> Vec<u8> {
+/// Serialise a layer's operations; `what` names the record's file for errors.
+pub fn encode_layer(ops: &[LayerOp], header: &[u8], what: &str) -> Result<Vec<u8>> {
     let mut w = RecordWriter::new(LAYER_MAGIC, header);
     for op in ops {
         w.op(op);
     }
-    w.finish()
+    w.finish(what)
 }
 
-/// Serialise a merged tree (directories without their children, in walk order).
-pub fn encode_tree(t: &Tree) -> Vec<u8> {
+/// Serialise a merged tree (directories without their children, in walk order); `what` names
+/// the record's file for errors.
+pub fn encode_tree(t: &Tree, what: &str) -> Result<Vec<u8>> {
     let mut w = RecordWriter::new(TREE_MAGIC, b"");
     let _ = t.walk(&mut |p, n| {
         let flat = match &n.content {
@@ -168,7 +171,7 @@ pub fn encode_tree(t: &Tree) -> Vec<u8> {
         w.op(&LayerOp::Put(p.to_vec(), flat));
         Ok(())
     });
-    w.finish()
+    w.finish(what)
 }
 
 struct Cursor<'a> {
@@ -402,7 +405,7 @@ mod tests {
                 },
             ),
         ];
-        let enc = encode_layer(&ops, b"{}");
+        let enc = encode_layer(&ops, b"{}", "x").unwrap();
         assert_eq!(
             decode(&enc, LAYER_MAGIC, "x").unwrap(),
             (b"{}".to_vec(), ops)

@@ -1,9 +1,12 @@
-//! Writing a merged tree out as a root filesystem (`ociboot image unpack`).
+//! Writing a merged tree out as a root filesystem: `ociboot image unpack`, and the checkouts of
+//! deployments.
 //!
 //! Every node is created relative to the file descriptor of its parent directory, which this
 //! code itself created: no path is ever resolved through a symlink, so nothing can be written
-//! outside the destination. File contents are copied from the store (`copy_file_range`, which
-//! reflinks where the filesystem can), never hardlinked: the destination is the user's to change.
+//! outside the destination. In [`Mode::Copy`] (unpack) file contents are copied from the store
+//! (`copy_file_range`, which reflinks where the filesystem can): the destination is the user's
+//! to change. In [`Mode::Hardlink`] (deployments) each file is a hardlink to its store object,
+//! which already carries owner, mode and xattrs; such a tree must never be written to in place.
 
 use std::collections::HashMap;
 use std::ffi::CString;
