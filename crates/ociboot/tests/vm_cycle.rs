@@ -14,20 +14,18 @@
 //! killed) → v1 healthy, switch again → v3 → an entry naming a missing deployment stops the
 //! boot with a FATAL line on the console.
 //!
-//! KVM is used only if a probe succeeds (on the team's machines it does not: /dev/kvm is
-//! PVM); otherwise TCG. Serial logs of every boot are kept under target/vm-logs/.
+//! The harness (tests/common/vm.rs) boots through scripts/run-vm: KVM only if its probe
+//! succeeds (on the team's machines it does not: /dev/kvm is PVM), otherwise TCG. Serial logs
+//! of every boot are kept under target/vm-logs/.
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::vm::*;
 use common::*;
-
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// The static ociboot and the OS layout built with it (both cached between runs).
 fn vm_os() -> (PathBuf, PathBuf) {
@@ -41,356 +39,6 @@ fn vm_os() -> (PathBuf, PathBuf) {
         .arg(&layout)
         .arg(&bin));
     (bin, layout)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Accel {
-    Kvm,
-    Tcg,
-}
-
-fn qemu_base(accel: Accel, vars: &Path, log: &Path) -> Command {
-    let mut c = Command::new("qemu-system-x86_64");
-    match accel {
-        Accel::Kvm => c.args(["-accel", "kvm", "-cpu", "host"]),
-        Accel::Tcg => c.args(["-accel", "tcg,thread=multi"]),
-    };
-    c.args(["-M", "q35", "-m", "1536", "-smp", "2", "-nic", "none"])
-        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
-        ))
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,unit=1,file={}",
-            vars.display()
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    c
-}
-
-/// KVM only if it really runs the firmware: on PVM hosts qemu aborts at once (MSR 0x10a).
-fn probe_accel(dir: &Path) -> Accel {
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        return Accel::Tcg;
-    }
-    let vars = dir.join("probe-vars.fd");
-    std::fs::copy(OVMF_VARS, &vars).unwrap();
-    let log = dir.join("probe.log");
-    let mut child = qemu_base(Accel::Kvm, &vars, &log).spawn().unwrap();
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(20) {
-        if child.try_wait().unwrap().is_some() {
-            return Accel::Tcg;
-        }
-        if read_lossy(&log).contains("BdsDxe") {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Accel::Kvm;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    Accel::Tcg
-}
-
-struct Vm {
-    dir: PathBuf,
-    disk: PathBuf,
-    vars: PathBuf,
-    step: PathBuf,
-    oci: PathBuf,
-    accel: Accel,
-    logs: PathBuf,
-    boots: usize,
-    timings: Vec<String>,
-}
-
-/// What one boot printed: the step's port and the console.
-struct Boot {
-    log: String,
-    console: String,
-    path: PathBuf,
-    wall: Duration,
-}
-
-impl Boot {
-    fn step(&self) -> &str {
-        let a = self
-            .log
-            .find("OCIBOOT-STEP-BEGIN")
-            .unwrap_or_else(|| self.fail("the step never started"));
-        &self.log[a..]
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        panic!(
-            "{what}; serial logs: {} (step), {} (console)\n--- step ---\n{}\n--- console, last 40 lines ---\n{}",
-            self.path.display(),
-            self.path.with_extension("console.log").display(),
-            self.log,
-            self.console
-                .lines()
-                .rev()
-                .take(40)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    }
-
-    /// The value after `TAG ` on the step's lines (first one).
-    fn line(&self, tag: &str) -> String {
-        self.lines(tag)
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| self.fail(&format!("no {tag} line")))
-    }
-
-    fn lines(&self, tag: &str) -> Vec<String> {
-        let p = format!("{tag} ");
-        self.step()
-            .lines()
-            .filter_map(|l| l.trim_end_matches('\r').strip_prefix(&p))
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// The n-th `ociboot status --json` the step printed.
-    fn status(&self, n: usize) -> serde_json::Value {
-        let all = self.lines("OCIBOOT-JSON");
-        let s = all
-            .get(n)
-            .unwrap_or_else(|| self.fail(&format!("no status #{n}")));
-        serde_json::from_str(s).unwrap_or_else(|e| self.fail(&format!("bad status JSON: {e}")))
-    }
-
-    /// What the step printed, for people: kernel messages and the JSON lines left out.
-    fn transcript(&self) -> String {
-        self.step()
-            .lines()
-            .map(|l| l.trim_end_matches('\r'))
-            .filter(|l| !l.starts_with("OCIBOOT-JSON "))
-            .take_while(|l| !l.starts_with("OCIBOOT-STEP-END"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    fn uptime_at_step(&self) -> f64 {
-        let l = self.line("OCIBOOT-STEP-BEGIN");
-        l.split_whitespace()
-            .find_map(|w| w.strip_prefix("uptime="))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN)
-    }
-
-    fn root_setup_ms(&self) -> f64 {
-        let i = self
-            .console
-            .find("(set up in ")
-            .unwrap_or_else(|| self.fail("ociboot's root set-up did not log"));
-        let rest = &self.console[i + "(set up in ".len()..];
-        rest.split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN)
-    }
-
-    fn version(&self, st: &serde_json::Value, slot: &str) -> String {
-        st["status"][slot]["image"]["version"]
-            .as_str()
-            .unwrap_or("none")
-            .to_string()
-    }
-}
-
-impl Vm {
-    fn new(dir: &Path, disk: PathBuf, oci: PathBuf) -> Vm {
-        let accel = probe_accel(dir);
-        eprintln!(
-            "vm_cycle: accelerator {}",
-            match accel {
-                Accel::Kvm => "KVM (probe booted the firmware)",
-                Accel::Tcg => "TCG (KVM unusable here: the probe failed)",
-            }
-        );
-        let vars = dir.join("vars.fd");
-        std::fs::copy(OVMF_VARS, &vars).unwrap();
-        let logs = repo_root().join("target/vm-logs");
-        std::fs::create_dir_all(&logs).unwrap();
-        Vm {
-            dir: dir.to_path_buf(),
-            disk,
-            vars,
-            step: dir.join("step.sh"),
-            oci,
-            accel,
-            logs,
-            boots: 0,
-            timings: Vec::new(),
-        }
-    }
-
-    fn spawn(&mut self, name: &str, script: &str) -> (Child, PathBuf) {
-        self.boots += 1;
-        // The step disk: the script, padded with newlines to whole sectors.
-        let mut data = format!("set -u\n{script}\n").into_bytes();
-        data.resize(data.len().div_ceil(4096) * 4096 + 4096, b'\n');
-        std::fs::File::create(&self.step)
-            .and_then(|mut f| f.write_all(&data))
-            .unwrap();
-        let log = self.logs.join(format!("boot{}-{name}.log", self.boots));
-        let console = log.with_extension("console.log");
-        let _ = std::fs::remove_file(&log);
-        let mut c = qemu_base(self.accel, &self.vars, &console);
-        c.arg("-serial")
-            .arg(format!("file:{}", log.display()))
-            .arg("-drive")
-            .arg(format!(
-                "file={},format=raw,if=virtio,cache=unsafe",
-                self.disk.display()
-            ))
-            .arg("-drive")
-            .arg(format!(
-                "file={},format=raw,if=none,id=step,readonly=on",
-                self.step.display()
-            ))
-            .args(["-device", "virtio-blk-pci,drive=step,serial=ocistep"])
-            .arg("-drive")
-            .arg(format!(
-                "file={},format=raw,if=none,id=oci,readonly=on",
-                self.oci.display()
-            ))
-            .args(["-device", "virtio-blk-pci,drive=oci,serial=ocioci"]);
-        (c.spawn().expect("starting qemu-system-x86_64"), log)
-    }
-
-    /// Boot, run `script` in the guest, wait for the power-off.
-    fn boot(&mut self, name: &str, script: &str) -> Boot {
-        let t = Instant::now();
-        let (mut child, path) = self.spawn(name, script);
-        let limit = Duration::from_secs(match self.accel {
-            Accel::Kvm => 120,
-            Accel::Tcg => 300,
-        });
-        loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                }
-                let b = Boot {
-                    log: read_lossy(&path),
-                    console: read_lossy(&path.with_extension("console.log")),
-                    path: path.clone(),
-                    wall: t.elapsed(),
-                };
-                if !st.success() {
-                    b.fail(&format!("qemu exited with {st}: {err}"));
-                }
-                if !b.log.contains("OCIBOOT-STEP-END rc=0") {
-                    b.fail(&format!("boot {name}: the step did not end with rc=0"));
-                }
-                self.timings.push(format!(
-                    "{name}: {:.1} s wall, step started at guest uptime {:.1} s, root set-up {:.1} ms",
-                    b.wall.as_secs_f64(),
-                    b.uptime_at_step(),
-                    b.root_setup_ms()
-                ));
-                eprintln!("vm_cycle: {}", self.timings.last().unwrap());
-                eprintln!(
-                    "---- boot {} ({name}), in the guest:\n{}\n----",
-                    self.boots,
-                    b.transcript()
-                );
-                return b;
-            }
-            if t.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                let b = Boot {
-                    log: read_lossy(&path),
-                    console: read_lossy(&path.with_extension("console.log")),
-                    path,
-                    wall: t.elapsed(),
-                };
-                b.fail(&format!("boot {name} timed out after {limit:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Boot, run `script`, and pull the plug `delay` after the guest prints `marker`.
-    fn boot_and_cut(&mut self, name: &str, script: &str, marker: &str, delay: Duration) -> Boot {
-        self.boot_and_cut_on(name, script, marker, delay, false)
-    }
-
-    /// Like `boot_and_cut`, watching the step's port or (`console`) the console.
-    fn boot_and_cut_on(
-        &mut self,
-        name: &str,
-        script: &str,
-        marker: &str,
-        delay: Duration,
-        console: bool,
-    ) -> Boot {
-        let t = Instant::now();
-        let (mut child, path) = self.spawn(name, script);
-        let read = || read_lossy(&path);
-        let watched = if console {
-            path.with_extension("console.log")
-        } else {
-            path.clone()
-        };
-        loop {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "qemu stopped before the power cut; serial log: {}",
-                watched.display()
-            );
-            if read_lossy(&watched).contains(marker) {
-                break;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(300),
-                "no {marker} in time; serial log: {}",
-                path.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(delay);
-        child.kill().unwrap();
-        child.wait().unwrap();
-        self.timings.push(format!(
-            "{name}: power cut {delay:?} after {marker:?}, {:.1} s after start",
-            t.elapsed().as_secs_f64()
-        ));
-        eprintln!("vm_cycle: {}", self.timings.last().unwrap());
-        Boot {
-            log: read(),
-            console: read_lossy(&path.with_extension("console.log")),
-            path,
-            wall: t.elapsed(),
-        }
-    }
-}
-
-/// The serial log: firmware menus and kernel messages are not all UTF-8.
-fn read_lossy(p: &Path) -> String {
-    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
 }
 
 /// An ext4 image (no partitions) for the guest to mount: `v2/`, the OCI layout with v1, v2
@@ -427,32 +75,12 @@ fn oci_disk(layout: &Path, dir: &Path) -> PathBuf {
     out
 }
 
-/// The scratch directory (disk image, firmware variables), kept when the test fails.
-struct KeepOnFailure(Option<tempfile::TempDir>);
-
-impl KeepOnFailure {
-    fn path(&self) -> &Path {
-        self.0.as_ref().unwrap().path()
-    }
-}
-
-impl Drop for KeepOnFailure {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            if let Some(d) = self.0.take() {
-                eprintln!(
-                    "vm_cycle: failed; disk image and firmware variables kept in {}",
-                    d.keep().display()
-                );
-            }
-        }
-    }
-}
-
-const STATUS: &str = r#"echo "OCIBOOT-JSON $(ociboot status --json)"; ociboot status"#;
-
 #[test]
 fn vm_install_boot_switch_rollback_power_cut() {
+    if std::env::var_os("OCIBOOT_SKIP_VM").is_some() {
+        eprintln!("vm_cycle: skipped (OCIBOOT_SKIP_VM is set)");
+        return;
+    }
     for tool in ["qemu-system-x86_64", "mkfs.ext4", "sgdisk"] {
         assert!(
             Command::new("sh")
@@ -464,10 +92,6 @@ fn vm_install_boot_switch_rollback_power_cut() {
             "{tool} is missing: run scripts/install-deps"
         );
     }
-    assert!(
-        Path::new(OVMF_CODE).exists(),
-        "{OVMF_CODE} is missing (package ovmf)"
-    );
     let t0 = Instant::now();
     let (_bin, layout) = vm_os();
     let built = t0.elapsed();
@@ -506,7 +130,13 @@ fn vm_install_boot_switch_rollback_power_cut() {
     assert!(efi.contains("BOOTX64") || efi.contains("bootx64"), "{efi}");
 
     let oci = oci_disk(&layout, dir.path());
-    let mut vm = Vm::new(dir.path(), disk.clone(), oci);
+    let mut vm = Vm::new(
+        "vm_cycle",
+        dir.path(),
+        disk.clone(),
+        vec![(oci, "ocioci")],
+        None,
+    );
 
     // Boot 1: v1.
     let b = vm.boot(
@@ -703,5 +333,4 @@ umount /mnt
     for l in &vm.timings {
         eprintln!("vm_cycle:   {l}");
     }
-    let _ = vm.dir;
 }

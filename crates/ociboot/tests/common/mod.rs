@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod vm;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
