@@ -78,9 +78,7 @@ impl Entry {
 
     /// The value of `ociboot=` in the options.
     pub fn deployment_key(&self) -> Option<&str> {
-        self.options
-            .split_whitespace()
-            .find_map(|a| a.strip_prefix("ociboot="))
+        crate::cmdline::deployment_key(&self.options)
     }
 }
 

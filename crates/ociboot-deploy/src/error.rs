@@ -1,3 +1,6 @@
+//! The errors of deployments and boot entries: one enum, messages that name the deployment,
+//! file or image, and `Ctx` to attach that name to an I/O error.
+
 use std::io;
 
 /// Errors of deployments and boot entries. Messages name the deployment, file or image.

@@ -32,12 +32,10 @@ pub struct Prepared {
 
 /// The deployment named by `ociboot=` in `cmdline`, under the physical root `physical`.
 pub fn deployment_dir(physical: &Path, cmdline: &str) -> Result<(String, PathBuf)> {
-    let key = crate::sysroot::cmdline_key(cmdline).ok_or_else(|| {
+    let key = crate::cmdline::deployment_key(cmdline).ok_or_else(|| {
         Error::State("no ociboot=STATEROOT/ID on the kernel command line".to_string())
     })?;
-    let (sr, id) = key
-        .split_once('/')
-        .filter(|(s, i)| crate::sysroot::valid_name(s) && crate::sysroot::valid_name(i))
+    let (sr, id) = crate::sysroot::split_key(key)
         .ok_or_else(|| Error::Invalid(format!("bad ociboot={key} on the kernel command line")))?;
     let dir = physical
         .join("ociboot/deploy")

@@ -1,3 +1,6 @@
+//! The errors of installing to a disk: one enum, messages that name the disk image, partition
+//! or file, and `Ctx` to attach that name to an I/O error.
+
 use std::io;
 
 /// Errors of disk installation. Messages name the disk image, partition or file.

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use ociboot_deploy::{Deployment, InstallOptions, Sysroot};
 use ociboot_oci::{ImageReference, RegistryOptions};
-use ociboot_store::{PullProgress, Store};
+use ociboot_store::PullProgress;
 
 use crate::error::{Ctx, Error, Result};
 use crate::fat;
@@ -220,9 +220,9 @@ pub fn install_to_disk(
 
     // 1. The physical root and the ESP as directories.
     let sysroot = Sysroot::with_boot(&root, &esp);
-    let store = Store::open_write(&root, &|h| progress.waiting_for_lock(h))?;
+    let lock = sysroot.lock(&|h| progress.waiting_for_lock(h))?;
     let d = sysroot.install(
-        &store,
+        &lock,
         &InstallOptions {
             source: Some(opts.source.clone()),
             target: opts.target.clone(),
@@ -233,7 +233,7 @@ pub fn install_to_disk(
         reg,
         progress,
     )?;
-    drop(store);
+    drop(lock);
     // One kernel with its initramfs, and the static ociboot the kernel starts as init=.
     ociboot_deploy::lint::check_bootable(&d.root)
         .map_err(|e| Error::Invalid(format!("{}: {e}", opts.source)))?;

@@ -1,3 +1,6 @@
+//! The error type of references, transports and manifests: each message names the image,
+//! blob or file it is about.
+
 use std::io;
 
 /// Errors of image references, transports and manifests. Every message names the image, blob

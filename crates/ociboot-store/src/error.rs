@@ -1,3 +1,6 @@
+//! The error type of the content store: each message names the image, layer, blob or path
+//! it is about.
+
 use std::io;
 use std::path::PathBuf;
 

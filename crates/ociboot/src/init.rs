@@ -40,9 +40,8 @@ pub fn main() -> ! {
     if let Err(e) = rootsetup::switch_root(&prepared) {
         fatal(&e.to_string());
     }
-    let init = cmdline
-        .split_whitespace()
-        .find_map(|a| a.strip_prefix("ociboot.init="))
+    let init = ociboot_deploy::cmdline::parse(&cmdline)
+        .get("ociboot.init")
         .unwrap_or("/sbin/init")
         .to_string();
     log(

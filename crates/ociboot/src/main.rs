@@ -5,6 +5,7 @@ mod container;
 mod host;
 mod image;
 mod init;
+mod install;
 mod output;
 mod progress;
 

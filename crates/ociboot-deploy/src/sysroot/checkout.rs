@@ -1,0 +1,216 @@
+//! An image in the store checked out as a new deployment directory: files hardlinked from the
+//! store, the image's /etc kept pristine at `usr/etc` (and copied to a writable `etc` when
+//! asked), the stateroot's /var seeded from the image's if it is empty; and the origin that
+//! describes the result.
+//!
+//! A checkout is written under `<id>.partial`, synced, and renamed: it must never leave a
+//! directory under its final name that is not complete, and never touch an existing
+//! deployment, entry or the staged state.
+
+use std::path::PathBuf;
+
+use ociboot_oci::{ImageReference, Sha256Digest};
+use ociboot_store::{Content, Store, Tree, UnpackMode};
+
+use super::Sysroot;
+use crate::bls;
+use crate::error::{Ctx, Error, Result};
+use crate::fstree;
+use crate::origin::Origin;
+
+/// A deployment directory just checked out, not yet described by an origin.
+#[derive(Debug, Clone)]
+pub(super) struct Checkout {
+    pub stateroot: String,
+    pub id: String,
+    pub serial: u32,
+    /// The image in the store.
+    pub digest: Sha256Digest,
+    /// The deployment directory (under its final name).
+    pub root: PathBuf,
+    /// The identity of its kernel ([`bls::kernel_sum`]), if the image has one.
+    pub kernel_sum: Option<String>,
+}
+
+/// What an origin records beyond the checkout and the image's own metadata.
+pub(super) struct OriginSpec {
+    /// The image updates come from.
+    pub image: ImageReference,
+    /// The whole command line except `ociboot=`.
+    pub kargs: Vec<String>,
+    /// The part of `kargs` from the image's kargs.d.
+    pub image_kargs: Vec<String>,
+}
+
+impl Checkout {
+    /// The origin of this deployment (not written).
+    pub fn origin(&self, store: &Store, spec: OriginSpec) -> Result<Origin> {
+        let rec = store.image_record(&self.digest)?;
+        Ok(Origin {
+            image: spec.image,
+            manifest_digest: self.digest,
+            config_digest: rec.config_digest,
+            version: rec.version,
+            timestamp: rec.created,
+            architecture: rec.architecture,
+            stateroot: self.stateroot.clone(),
+            id: self.id.clone(),
+            serial: self.serial,
+            kargs: spec.kargs,
+            image_kargs: spec.image_kargs,
+            pinned: false,
+            cached_update: None,
+            deployed_at: ociboot_store::time::now(),
+            kernel: None,
+        })
+    }
+}
+
+impl Sysroot {
+    /// The next free `<first 16 hex digits of digest>.<serial>` in `stateroot`.
+    fn next_id(&self, stateroot: &str, digest: &Sha256Digest) -> (String, u32) {
+        let prefix = &digest.hex()[..16];
+        let mut serial = 0;
+        if let Ok(rd) = std::fs::read_dir(self.deploy_dir(stateroot)) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().to_string();
+                if let Some(rest) = n.strip_prefix(&format!("{prefix}.")) {
+                    let num: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    if let Ok(s) = num.parse::<u32>() {
+                        serial = serial.max(s + 1);
+                    }
+                }
+            }
+        }
+        (format!("{prefix}.{serial}"), serial)
+    }
+
+    /// Check out an image as a new deployment: files hardlinked from the store, the image's
+    /// /etc kept pristine at usr/etc and copied to a writable etc, /var seeded into the
+    /// stateroot if it is new. Written under `<id>.partial` and renamed when complete.
+    ///
+    /// Without `with_etc` (staging) the writable etc is left out: finalize makes it from the
+    /// /etc of that moment, and nothing boots a deployment before that.
+    pub(super) fn checkout(
+        &self,
+        store: &Store,
+        digest: &Sha256Digest,
+        stateroot: &str,
+        with_etc: bool,
+    ) -> Result<Checkout> {
+        let mut tree = store.tree(digest)?;
+        let kernel_sum = bls::kernel_sum(&tree);
+        let (id, serial) = self.next_id(stateroot, digest);
+        let dir = self.deploy_dir(stateroot);
+        std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        let var = etc_to_usr_etc(&mut tree)?;
+        let partial = dir.join(format!("{id}.partial"));
+        ociboot_store::fsutil::remove_any(&partial)?;
+        ociboot_store::unpack_with(store, &tree, &partial, UnpackMode::Hardlink)?;
+        if with_etc {
+            let usr_etc = partial.join("usr/etc");
+            if usr_etc.is_dir() {
+                fstree::copy_path(&usr_etc, &partial.join("etc"))?;
+            } else {
+                std::fs::create_dir(partial.join("etc"))
+                    .ctx(|| format!("creating {}/etc", partial.display()))?;
+            }
+        }
+        for sub in ["var", "sysroot"] {
+            std::fs::create_dir_all(partial.join(sub))
+                .ctx(|| format!("creating {}/{sub}", partial.display()))?;
+        }
+        self.seed_var(store, stateroot, var)?;
+        ociboot_store::fsutil::syncfs(&dir)?;
+        let root = dir.join(&id);
+        std::fs::rename(&partial, &root)
+            .ctx(|| format!("renaming {} to {}", partial.display(), root.display()))?;
+        ociboot_store::fsutil::fsync_dir(&dir)?;
+        Ok(Checkout {
+            stateroot: stateroot.to_string(),
+            id,
+            serial,
+            digest: *digest,
+            root,
+            kernel_sum,
+        })
+    }
+
+    /// The stateroot's /var, seeded from the image's only when the stateroot has none yet.
+    fn seed_var(
+        &self,
+        store: &Store,
+        stateroot: &str,
+        var: Option<ociboot_store::Node>,
+    ) -> Result<()> {
+        let var_dir = self.var_dir(stateroot);
+        let empty = std::fs::read_dir(&var_dir)
+            .map(|mut r| r.next().is_none())
+            .unwrap_or(true);
+        if empty {
+            let var_tree = Tree {
+                root: var.unwrap_or_else(ociboot_store::Node::implicit_dir),
+            };
+            if var_tree.root.is_dir() {
+                ociboot_store::fsutil::remove_any(&var_dir)?;
+                ociboot_store::unpack(store, &var_tree, &var_dir)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Move the tree's /etc to /usr/etc; take its /var out and return it.
+fn etc_to_usr_etc(tree: &mut Tree) -> Result<Option<ociboot_store::Node>> {
+    let Content::Dir(top) = &mut tree.root.content else {
+        return Err(Error::Invalid("image root is not a directory".into()));
+    };
+    let etc = top.remove(&b"etc"[..]);
+    let var = top.remove(&b"var"[..]);
+    if let Some(etc) = etc {
+        let usr = top
+            .entry(b"usr".to_vec())
+            .or_insert_with(ociboot_store::Node::implicit_dir);
+        let Content::Dir(u) = &mut usr.content else {
+            return Err(Error::Invalid("the image's /usr is not a directory".into()));
+        };
+        if u.contains_key(&b"etc"[..]) {
+            return Err(Error::Invalid(
+                "the image has both /etc and /usr/etc".into(),
+            ));
+        }
+        u.insert(b"etc".to_vec(), etc);
+    }
+    Ok(var)
+}
+
+/// The image's /var out of its tree (an empty directory if it has none).
+pub(super) fn image_var(tree: &mut Tree) -> Result<ociboot_store::Node> {
+    let Content::Dir(top) = &mut tree.root.content else {
+        return Err(Error::Invalid("image root is not a directory".into()));
+    };
+    Ok(top
+        .remove(&b"var"[..])
+        .unwrap_or_else(ociboot_store::Node::implicit_dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{digest, fake_sysroot};
+
+    #[test]
+    fn ids_take_the_next_serial_of_their_digest() {
+        let (_d, s) = fake_sysroot(&[]);
+        let dg = digest("x");
+        let prefix = dg.hex()[..16].to_string();
+        assert_eq!(s.next_id("default", &dg), (format!("{prefix}.0"), 0));
+        let dir = s.deploy_dir("default");
+        std::fs::create_dir_all(dir.join(format!("{prefix}.0"))).unwrap();
+        std::fs::write(dir.join(format!("{prefix}.4.origin")), "").unwrap();
+        std::fs::create_dir_all(dir.join(format!("{prefix}.7.partial"))).unwrap();
+        std::fs::create_dir_all(dir.join("ffffffffffffffff.9")).unwrap();
+        // A leftover .partial counts too: its name is never reused while it is there.
+        assert_eq!(s.next_id("default", &dg), (format!("{prefix}.8"), 8));
+        assert_eq!(s.next_id("other", &dg).1, 0);
+    }
+}

@@ -1,0 +1,147 @@
+//! The boot entries of deployments: the entry a deployment gets (title, kernel in /boot,
+//! `ociboot=` and `init=`), the kernel files it names, and writing the whole entry set in a
+//! boot order through [`bls::write_entries`].
+//!
+//! This only decides what entries say and in which order; the write order that keeps a
+//! complete default entry at every moment is bls.rs's. It must never remove a kernel (the GC
+//! does, later) nor write an entry for a deployment whose directory is not complete.
+
+use std::path::Path;
+
+use super::{hit, Deployment, Sysroot, INIT_IN_IMAGE};
+use crate::bls::{self, Entry};
+use crate::error::Result;
+use crate::origin::BootFiles;
+
+impl From<bls::Kernel> for BootFiles {
+    fn from(k: bls::Kernel) -> BootFiles {
+        BootFiles {
+            linux: k.linux,
+            initrd: k.initrd,
+        }
+    }
+}
+
+impl Sysroot {
+    /// The deployment's kernel in /boot: as recorded in its origin when it is still there
+    /// (no need to read and hash it again), else installed now.
+    pub(super) fn boot_files(&self, d: &Deployment) -> Result<BootFiles> {
+        if let Some(k) = &d.origin.kernel {
+            let present = |p: &str| self.boot.join(p.trim_start_matches('/')).is_file();
+            if present(&k.linux) && k.initrd.as_deref().is_none_or(present) {
+                return Ok(k.clone());
+            }
+        }
+        let k = bls::install_kernel(&self.boot, &d.stateroot, &d.root, None)?;
+        Ok(k.into())
+    }
+
+    fn entry_for(&self, d: &Deployment, index: usize) -> Result<Entry> {
+        let k = self.boot_files(d)?;
+        Ok(Entry {
+            title: title(d, index),
+            version: 0,
+            linux: k.linux,
+            initrd: k.initrd,
+            options: options(d),
+        })
+    }
+
+    /// Write the entry set for these deployments, in this order.
+    pub(super) fn write_entries(&self, order: &[&Deployment], before_swap: &str) -> Result<()> {
+        let entries = order
+            .iter()
+            .enumerate()
+            .map(|(i, d)| self.entry_for(d, i))
+            .collect::<Result<Vec<_>>>()?;
+        bls::write_entries(&self.boot, &entries, || hit(before_swap))
+    }
+}
+
+/// `<PRETTY_NAME> [<version>] (ociboot:<stateroot>:<index>)`.
+fn title(d: &Deployment, index: usize) -> String {
+    let pretty = os_pretty_name(&d.root).unwrap_or_else(|| d.origin.image.to_string());
+    match &d.origin.version {
+        Some(v) => format!("{pretty} {v} (ociboot:{}:{index})", d.stateroot),
+        None => format!("{pretty} (ociboot:{}:{index})", d.stateroot),
+    }
+}
+
+/// The entry's command line: the origin's kargs, `ociboot=`, and `init=` when the image
+/// carries its own ociboot.
+fn options(d: &Deployment) -> String {
+    let mut options = d.origin.kargs.join(" ");
+    if !options.is_empty() {
+        options.push(' ');
+    }
+    options.push_str(&format!("{}={}", crate::cmdline::DEPLOYMENT_KEY, d.key()));
+    // The deployment's own static ociboot sets up the root at boot (see rootsetup.rs).
+    if d.root.join(INIT_IN_IMAGE).is_file() {
+        options.push_str(&format!(
+            " init=/ociboot/deploy/{}/deploy/{}/{INIT_IN_IMAGE}",
+            d.stateroot, d.id
+        ));
+    }
+    options
+}
+
+/// PRETTY_NAME from the deployment's os-release.
+fn os_pretty_name(root: &Path) -> Option<String> {
+    for p in ["usr/lib/os-release", "usr/etc/os-release"] {
+        if let Ok(t) = std::fs::read_to_string(root.join(p)) {
+            for l in t.lines() {
+                if let Some(v) = l.strip_prefix("PRETTY_NAME=") {
+                    return Some(v.trim_matches('"').to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::fake_sysroot;
+    use super::*;
+    use crate::cmdline;
+
+    #[test]
+    fn entry_names_the_deployment_and_its_init() {
+        let (_d, s) = fake_sysroot(&["a.0"]);
+        let mut d = s.deployment("default/a.0").unwrap();
+        d.origin.kargs = vec!["root=UUID=x".into(), "quiet".into()];
+        assert_eq!(options(&d), "root=UUID=x quiet ociboot=default/a.0");
+        assert_eq!(title(&d, 1), "example.com/os:a-0 (ociboot:default:1)");
+        std::fs::create_dir_all(d.root.join("usr/bin")).unwrap();
+        std::fs::write(d.root.join(INIT_IN_IMAGE), "").unwrap();
+        std::fs::write(
+            d.root.join("usr/etc/os-release"),
+            "PRETTY_NAME=\"Debian 12\"\n",
+        )
+        .unwrap();
+        d.origin.version = Some("7".into());
+        let o = options(&d);
+        assert_eq!(cmdline::deployment_key(&o), Some("default/a.0"));
+        assert_eq!(
+            cmdline::parse(&o).get("init"),
+            Some("/ociboot/deploy/default/deploy/a.0/usr/bin/ociboot")
+        );
+        assert_eq!(title(&d, 0), "Debian 12 7 (ociboot:default:0)");
+    }
+
+    #[test]
+    fn recorded_kernel_is_used_while_present() {
+        let (_d, s) = fake_sysroot(&["a.0"]);
+        let mut d = s.deployment("default/a.0").unwrap();
+        let k = BootFiles {
+            linux: "/ociboot/default-x/vmlinuz-6.1".into(),
+            initrd: None,
+        };
+        d.origin.kernel = Some(k.clone());
+        // Gone from /boot, and the deployment has no kernel to install again.
+        assert!(s.boot_files(&d).is_err());
+        std::fs::create_dir_all(s.boot.join("ociboot/default-x")).unwrap();
+        std::fs::write(s.boot.join("ociboot/default-x/vmlinuz-6.1"), "k").unwrap();
+        assert_eq!(s.boot_files(&d).unwrap(), k);
+    }
+}

@@ -1,0 +1,167 @@
+//! Reading a sysroot's [`State`] back from disk: the entries in boot order (as loader.conf
+//! records them) with their deployments, the staged deployment (`<run>/staged.json`) and the
+//! booted one (`ociboot=` on the running kernel's command line). Also the one writer of
+//! `staged.json`.
+//!
+//! State is never cached or kept in memory across operations: every operation reads it again.
+//! Reading must never change anything on disk.
+
+use super::{split_key, Deployment, StagedInfo, Sysroot};
+use crate::bls::{self, Entry};
+use crate::cmdline;
+use crate::error::{Error, Result};
+use crate::origin::Origin;
+
+/// What is on disk now.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// Deployments in boot order (default first), with their entries.
+    pub entries: Vec<(Entry, Deployment)>,
+    pub staged: Option<(Deployment, StagedInfo)>,
+    /// The `ociboot=` value on the running kernel's command line, if it names an entry.
+    pub booted: Option<String>,
+}
+
+impl State {
+    pub fn booted_index(&self) -> Option<usize> {
+        let b = self.booted.as_ref()?;
+        self.entries.iter().position(|(_, d)| &d.key() == b)
+    }
+
+    pub fn booted(&self) -> Option<&Deployment> {
+        self.booted_index().map(|i| &self.entries[i].1)
+    }
+
+    pub fn rollback_index(&self) -> Option<usize> {
+        let b = self.booted_index();
+        self.entries
+            .iter()
+            .position(|(_, d)| Some(d.key()) != self.booted && b.is_some())
+    }
+
+    pub fn rollback(&self) -> Option<&Deployment> {
+        self.rollback_index().map(|i| &self.entries[i].1)
+    }
+
+    /// The rollback deployment sorts before the booted one.
+    pub fn rollback_queued(&self) -> bool {
+        matches!((self.rollback_index(), self.booted_index()), (Some(r), Some(b)) if r < b)
+    }
+}
+
+impl Sysroot {
+    /// Load a deployment by `<stateroot>/<id>`.
+    pub fn deployment(&self, key: &str) -> Result<Deployment> {
+        let (s, id) =
+            split_key(key).ok_or_else(|| Error::Invalid(format!("bad deployment name {key:?}")))?;
+        let root = self.deploy_dir(s).join(id);
+        if !root.is_dir() {
+            return Err(Error::State(format!(
+                "deployment {key} is missing ({})",
+                root.display()
+            )));
+        }
+        Ok(Deployment {
+            stateroot: s.to_string(),
+            id: id.to_string(),
+            origin: Origin::read(&self.origin_path(s, id))?,
+            root,
+        })
+    }
+
+    /// Read entries, staged state and the booted deployment.
+    pub fn state(&self) -> Result<State> {
+        self.state_booted_by(&cmdline::proc_cmdline())
+    }
+
+    /// [`Sysroot::state`] with `cmdline` as the running kernel's command line.
+    pub(crate) fn state_booted_by(&self, cmdline: &str) -> Result<State> {
+        let mut entries = Vec::new();
+        for e in bls::read_entries(&self.boot)? {
+            let Some(key) = e.deployment_key().map(str::to_string) else {
+                continue;
+            };
+            let d = self.deployment(&key)?;
+            entries.push((e, d));
+        }
+        let staged = match std::fs::read(self.staged_file()) {
+            Ok(data) => {
+                let info: StagedInfo = serde_json::from_slice(&data).map_err(|e| {
+                    Error::Invalid(format!("{}: {e}", self.staged_file().display()))
+                })?;
+                self.deployment(&format!("{}/{}", info.stateroot, info.id))
+                    .ok()
+                    .map(|d| (d, info))
+            }
+            Err(_) => None,
+        };
+        let booted = cmdline::deployment_key(cmdline)
+            .filter(|k| entries.iter().any(|(_, d)| d.key() == *k))
+            .map(str::to_string);
+        Ok(State {
+            entries,
+            staged,
+            booted,
+        })
+    }
+
+    /// Replace `<run>/staged.json` (new file, fsync, rename).
+    pub(super) fn write_staged(&self, info: &StagedInfo) -> Result<()> {
+        let data = serde_json::to_vec(info).map_err(|e| Error::Invalid(e.to_string()))?;
+        ociboot_store::fsutil::write_atomic(&self.staged_file(), &data)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{fake_sysroot, write_order};
+    use super::*;
+
+    #[test]
+    fn state_is_read_back_from_disk() {
+        let (_d, s) = fake_sysroot(&["a.0", "b.0", "c.0", "d.0"]);
+        write_order(&s, &["c.0", "a.0", "b.0"]);
+        s.write_staged(&StagedInfo {
+            stateroot: "default".into(),
+            id: "d.0".into(),
+            locked: true,
+        })
+        .unwrap();
+        let st = s
+            .state_booted_by("root=x ociboot=default/a.0 quiet\n")
+            .unwrap();
+        let keys: Vec<String> = st.entries.iter().map(|(_, d)| d.key()).collect();
+        assert_eq!(keys, ["default/c.0", "default/a.0", "default/b.0"]);
+        assert_eq!(st.booted.as_deref(), Some("default/a.0"));
+        assert_eq!(st.booted().unwrap().origin.id, "a.0");
+        // The first entry that is not the booted one, and it sorts first: queued.
+        assert_eq!(st.rollback().unwrap().id, "c.0");
+        assert!(st.rollback_queued());
+        let (d, info) = st.staged.as_ref().unwrap();
+        assert_eq!((d.id.as_str(), info.locked), ("d.0", true));
+    }
+
+    #[test]
+    fn booted_only_when_an_entry_names_it() {
+        let (_d, s) = fake_sysroot(&["a.0", "b.0"]);
+        write_order(&s, &["a.0"]);
+        // b.0 exists but no entry names it: not booted, no rollback.
+        let st = s.state_booted_by("ociboot=default/b.0").unwrap();
+        assert!(st.booted().is_none() && st.rollback().is_none());
+        let st = s.state_booted_by("ociboot=default/a.0").unwrap();
+        assert_eq!(st.booted().unwrap().id, "a.0");
+        assert!(st.rollback().is_none() && !st.rollback_queued());
+        assert!(st.staged.is_none());
+    }
+
+    #[test]
+    fn bad_deployment_names_are_refused() {
+        let (_d, s) = fake_sysroot(&["a.0"]);
+        for k in ["a.0", "default/../x", "default/.a", "/a.0", "default/"] {
+            assert!(s.deployment(k).is_err(), "{k}");
+        }
+        assert!(s.deployment("default/missing.0").is_err());
+        assert_eq!(s.deployment("default/a.0").unwrap().origin.serial, 0);
+    }
+}

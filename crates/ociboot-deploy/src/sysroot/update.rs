@@ -1,0 +1,161 @@
+//! The update algorithms of `upgrade` and `switch`: which image a host follows (the staged
+//! deployment's, else the booted one's), `upgrade --check` (manifest and config only, result
+//! cached in the booted origin), a staged update already present (a download-only one
+//! unlocked), and otherwise pull, stage and collect garbage.
+//!
+//! These decide and return what happened; they must never print, prompt or reboot (the CLI
+//! does, from the result), and never stage without the [`SysrootLock`].
+
+use ociboot_oci::{fetch_image, open_source, ImageReference, RegistryOptions};
+use ociboot_store::PullProgress;
+
+use super::{Deployment, State, Sysroot, SysrootLock};
+use crate::error::{Error, Result};
+use crate::origin::CachedUpdate;
+
+/// The registry options, loaded only by the paths that reach a registry.
+pub type RegistryLoader<'a> = &'a dyn Fn() -> ociboot_oci::Result<RegistryOptions>;
+
+/// What `upgrade` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeMode {
+    /// Pull and stage an update; with `download_only` it is not applied at shutdown.
+    Stage { download_only: bool },
+    /// `--check`: only find out whether there is an update.
+    Check,
+    /// `--from-downloaded`: let a download-only update be applied; no network.
+    FromDownloaded,
+}
+
+/// What `upgrade` did.
+#[derive(Debug, Clone)]
+pub enum UpgradeOutcome {
+    /// `--from-downloaded`: whether a download-only update was staged (and is now unlocked).
+    Unlocked(bool),
+    /// `--check`: the followed image is what is booted.
+    NoChanges { image: ImageReference },
+    /// `--check`: the followed image changed (recorded in the booted origin).
+    Available {
+        image: ImageReference,
+        update: CachedUpdate,
+    },
+    /// The update is the one already staged (unlocked unless `download_only`).
+    AlreadyStaged,
+    /// The followed image is what is booted.
+    NoUpdate,
+    /// Pulled and staged for the next boot.
+    Staged(Box<Deployment>),
+}
+
+/// What `switch` did.
+#[derive(Debug, Clone)]
+pub enum SwitchOutcome {
+    /// The host already follows that image.
+    Unchanged,
+    /// Pulled and staged for the next boot.
+    Staged(Box<Deployment>),
+}
+
+fn booted_for(state: &State, verb: &str) -> Result<Deployment> {
+    state
+        .booted()
+        .cloned()
+        .ok_or_else(|| Error::State(format!("{verb} needs a booted ociboot deployment")))
+}
+
+/// The image the host follows: the staged deployment's, else the booted one's.
+fn followed(state: &State, booted: &Deployment) -> ImageReference {
+    state
+        .staged
+        .as_ref()
+        .map(|(d, _)| d.origin.image.clone())
+        .unwrap_or(booted.origin.image.clone())
+}
+
+impl Sysroot {
+    /// `upgrade`: fetch the followed image's manifest, and stage it if it changed.
+    pub fn upgrade(
+        &self,
+        lock: &SysrootLock,
+        mode: UpgradeMode,
+        reg: RegistryLoader<'_>,
+        progress: &dyn PullProgress,
+    ) -> Result<UpgradeOutcome> {
+        let store = self.locked(lock)?;
+        let state = self.state()?;
+        let booted = booted_for(&state, "upgrade")?;
+        if mode == UpgradeMode::FromDownloaded {
+            return Ok(UpgradeOutcome::Unlocked(self.unlock_staged(lock)?));
+        }
+        let spec = followed(&state, &booted);
+        let opts = reg()?;
+        let mut src = open_source(&spec, &opts)?;
+        let f = fetch_image(src.as_mut())?;
+        drop(src);
+        if mode == UpgradeMode::Check {
+            if f.manifest_digest == booted.origin.manifest_digest {
+                self.set_cached_update(lock, &booted, None)?;
+                return Ok(UpgradeOutcome::NoChanges { image: spec });
+            }
+            let update = CachedUpdate {
+                manifest_digest: f.manifest_digest,
+                version: ociboot_oci::manifest::version_label(&f.config),
+                timestamp: ociboot_oci::manifest::created_timestamp(&f.config),
+                architecture: f.config.architecture().to_string(),
+            };
+            self.set_cached_update(lock, &booted, Some(update.clone()))?;
+            return Ok(UpgradeOutcome::Available {
+                image: spec,
+                update,
+            });
+        }
+        let download_only = mode
+            == (UpgradeMode::Stage {
+                download_only: true,
+            });
+        if let Some((d, info)) = &state.staged {
+            if d.origin.manifest_digest == f.manifest_digest {
+                if info.locked && !download_only {
+                    self.unlock_staged(lock)?;
+                }
+                return Ok(UpgradeOutcome::AlreadyStaged);
+            }
+        }
+        if f.manifest_digest == booted.origin.manifest_digest {
+            return Ok(UpgradeOutcome::NoUpdate);
+        }
+        let pulled = store.pull(&spec, &opts, progress)?;
+        let d = self.stage(lock, &spec, &pulled.manifest_digest, download_only)?;
+        self.set_cached_update(lock, &booted, None)?;
+        self.gc(lock, &[], false)?;
+        Ok(UpgradeOutcome::Staged(Box::new(d)))
+    }
+
+    /// `switch`: follow `target` from now on; pull and stage it. With `retain`, the booted
+    /// image's reference stays in the store.
+    pub fn switch(
+        &self,
+        lock: &SysrootLock,
+        target: &ImageReference,
+        retain: bool,
+        reg: RegistryLoader<'_>,
+        progress: &dyn PullProgress,
+    ) -> Result<SwitchOutcome> {
+        let store = self.locked(lock)?;
+        let state = self.state()?;
+        let booted = booted_for(&state, "switch")?;
+        if followed(&state, &booted) == *target {
+            return Ok(SwitchOutcome::Unchanged);
+        }
+        let opts = reg()?;
+        let pulled = store.pull(target, &opts, progress)?;
+        let d = self.stage(lock, target, &pulled.manifest_digest, false)?;
+        let retained: Vec<ImageReference> = if retain {
+            vec![booted.origin.image.clone()]
+        } else {
+            vec![]
+        };
+        self.gc(lock, &retained, false)?;
+        Ok(SwitchOutcome::Staged(Box::new(d)))
+    }
+}
