@@ -1,20 +1,19 @@
-//! Crash injection: the pull is aborted (like kill -9) at each of its named steps; the store
-//! stays consistent, and the next pull finishes the job. Needs `--features ociboot/failpoints`.
+//! Crash injection: the pull is aborted (like kill -9) at each of its failpoints, as found in
+//! the sources (a new one is tested without being listed here); the store stays consistent,
+//! and the next pull finishes the job. Needs `--features ociboot/failpoints`.
 #![cfg(feature = "failpoints")]
 
 mod common;
 
 use common::*;
 
-const STEPS: &[&str] = &[
-    "pull-manifest-fetched",
-    "pull-layer-staged",
-    "pull-layer-objects-committed",
-    "pull-layer-committed",
-    "pull-image-written",
-    "pull-image-committed",
-    "pull-ref-committed",
-];
+/// The pull's failpoints, as found in the sources (see `common::source::failpoint_names`).
+fn pull_steps() -> Vec<String> {
+    common::source::failpoint_names()
+        .into_iter()
+        .filter(|s| s.starts_with("pull-"))
+        .collect()
+}
 
 /// Object ids (hex) that some layer record of the store refers to.
 fn recorded_objects(h: &Host) -> std::collections::HashSet<String> {
@@ -38,7 +37,13 @@ fn recorded_objects(h: &Host) -> std::collections::HashSet<String> {
 
 #[test]
 fn steps_match_the_library() {
-    assert_eq!(STEPS, ociboot_store::failpoint::PULL_STEPS);
+    let mut listed = ociboot_store::failpoint::PULL_STEPS.to_vec();
+    listed.sort();
+    assert_eq!(
+        pull_steps(),
+        listed,
+        "failpoint::PULL_STEPS is not the pull's failpoints"
+    );
 }
 
 #[test]
@@ -49,7 +54,8 @@ fn abort_at_every_pull_step() {
     umoci_unpack(&fx.join("tricky"), "gzip", &oracle_root);
     let base = format!("oci:{}:v1", fx.join("base").display());
     let tricky = format!("oci:{}:gzip", fx.join("tricky").display());
-    for step in STEPS {
+    for step in pull_steps() {
+        let step = step.as_str();
         let h = Host::new(&format!("crash-{step}"));
         h.ok(&["image", "pull", &base]);
         let (ok, _, err) = h.run_env(&["image", "pull", &tricky], &[("OCIBOOT_FAILPOINT", step)]);
@@ -65,14 +71,14 @@ fn abort_at_every_pull_step() {
         let listed_tricky = list.contains("tricky:gzip");
         assert_eq!(
             listed_tricky,
-            *step == "pull-ref-committed",
+            step == "pull-ref-committed",
             "{step}: {list}"
         );
         // Power loss can leave objects that were written but not synced empty or torn. Make
         // every object the store has not recorded yet look like that: the next writer must
         // not take any of them for good content.
         let dirty = h.store().join("dirty").exists();
-        let expect_dirty = !["pull-manifest-fetched", "pull-ref-committed"].contains(step);
+        let expect_dirty = !["pull-manifest-fetched", "pull-ref-committed"].contains(&step);
         assert_eq!(dirty, expect_dirty, "{step}: dirty marker");
         if dirty {
             let recorded = recorded_objects(&h);

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 fn layout(name: &str) -> String {
     fixtures().join(name).display().to_string()
@@ -344,16 +345,46 @@ fn store_lock_makes_writers_wait() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // Wait for the second writer to say it waits (no guessed delay): every line of its
+    // stderr is passed on as it comes, and all of it is kept.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let line = line.unwrap();
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains("Waiting for the store lock") => break,
+            Ok(_) => {}
+            Err(e) => panic!(
+                "the second writer never said it waits for the lock ({e}); exit status: {:?}",
+                child.try_wait().unwrap()
+            ),
+        }
+    }
     assert!(
         child.try_wait().unwrap().is_none(),
         "the second writer did not wait"
     );
+    assert_eq!(
+        h.store_files("refs").len(),
+        1,
+        "the second writer wrote a ref while the lock was held"
+    );
     drop(f);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = reader.join().unwrap();
     assert!(err.contains("Waiting for the store lock"), "{err}");
+    assert_eq!(h.store_files("refs").len(), 2);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The bootc lifecycle on a directory sysroot, with images built by tests/fixtures/mkos.py:
 //! install → status → switch (staged) → /etc edits → finalize-staged → "reboot" → rollback →
-//! "reboot" → upgrade → switch → GC. A "reboot" hands the default boot entry's `options` line
-//! to the next command through OCIBOOT_PROC_CMDLINE, as the bootloader would.
+//! "reboot" → upgrade → switch → GC, one test per stage, each reaching its stage through the
+//! helpers below. A "reboot" hands the default boot entry's `options` line to the next command
+//! through OCIBOOT_PROC_CMDLINE, as the bootloader would.
 
 mod common;
 
@@ -92,9 +93,70 @@ fn assert_boot_entry(e: &Value, tag: &str, version: &str) {
         .is_file());
 }
 
+/// A machine with v1 installed and booted.
+fn booted_v1(name: &str) -> Machine {
+    let m = Machine::new(name);
+    install(&m, "v1");
+    m.reboot();
+    m
+}
+
+/// Local changes on the booted deployment: an edit, an addition, a deletion, a chmod in /etc,
+/// and a file of its own in /var.
+fn edit_locally(m: &Machine) {
+    let etc = m.etc();
+    std::fs::write(etc.join("app/config"), "edited locally\n").unwrap();
+    std::fs::write(etc.join("app/local-added"), "mine\n").unwrap();
+    std::fs::remove_file(etc.join("hostname")).unwrap();
+    std::fs::set_permissions(
+        etc.join("app/private"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    std::fs::write(
+        m.root().join("ociboot/deploy/default/var/lib/app/mine"),
+        "state\n",
+    )
+    .unwrap();
+}
+
+fn switch(m: &Machine, tag: &str) -> String {
+    m.ok(&["switch", "--transport", "oci", &oci(tag)])
+}
+
+/// v1 booted and edited locally, v2 staged.
+fn staged_v2(name: &str) -> Machine {
+    let m = booted_v1(name);
+    edit_locally(&m);
+    switch(&m, "v2");
+    m
+}
+
+/// An edit made after staging, which the merge at finalize must still carry.
+fn edit_after_staging(m: &Machine) {
+    std::fs::write(m.etc().join("app/late"), "after staging\n").unwrap();
+}
+
+/// v2 finalized and booted, v1 (edited locally) the rollback.
+fn booted_v2(name: &str) -> Machine {
+    let m = staged_v2(name);
+    edit_after_staging(&m);
+    m.ok(&["finalize-staged"]);
+    m.reboot();
+    m
+}
+
+/// Back on v1 by a rollback, v2 the rollback.
+fn rolled_back_to_v1(name: &str) -> Machine {
+    let m = booted_v2(name);
+    m.ok(&["rollback"]);
+    m.reboot();
+    m
+}
+
 #[test]
-fn whole_life() {
-    let m = Machine::new("life");
+fn install_and_first_boot() {
+    let m = Machine::new("life-install");
     install(&m, "v1");
     // Not booted yet: nothing is "booted".
     let s = m.status();
@@ -135,22 +197,12 @@ fn whole_life() {
         read(&m.root().join("ociboot/deploy/default/var/lib/app/data")),
         "seed v1\n"
     );
+}
 
-    // Local changes on v1.
-    let etc = m.etc();
-    std::fs::write(etc.join("app/config"), "edited locally\n").unwrap();
-    std::fs::write(etc.join("app/local-added"), "mine\n").unwrap();
-    std::fs::remove_file(etc.join("hostname")).unwrap();
-    std::fs::set_permissions(
-        etc.join("app/private"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o640),
-    )
-    .unwrap();
-    std::fs::write(
-        m.root().join("ociboot/deploy/default/var/lib/app/mine"),
-        "state\n",
-    )
-    .unwrap();
+#[test]
+fn local_changes_show_in_diff() {
+    let m = booted_v1("life-diff");
+    edit_locally(&m);
     let diff = m.ok(&["diff", "etc"]);
     assert!(
         diff.contains("M /etc/app/config")
@@ -158,9 +210,13 @@ fn whole_life() {
             && diff.contains("D /etc/hostname"),
         "{diff}"
     );
+}
 
-    // switch v2: staged, not yet the default.
-    let out = m.ok(&["switch", "--transport", "oci", &oci("v2")]);
+#[test]
+fn switch_stages_without_touching_the_entries() {
+    let m = booted_v1("life-switch");
+    edit_locally(&m);
+    let out = switch(&m, "v2");
     assert!(
         out.contains("Queued for next boot") && out.contains(&digest("v2")),
         "{out}"
@@ -174,11 +230,14 @@ fn whole_life() {
         1,
         "staging must not touch the boot entries"
     );
-    let out = m.ok(&["switch", "--transport", "oci", &oci("v2")]);
+    let out = switch(&m, "v2");
     assert!(out.contains("Image specification is unchanged."), "{out}");
-    // An edit made after staging is still carried: the merge happens at finalize.
-    std::fs::write(etc.join("app/late"), "after staging\n").unwrap();
+}
 
+#[test]
+fn finalize_merges_etc_and_kargs() {
+    let m = staged_v2("life-finalize");
+    edit_after_staging(&m);
     let out = m.ok(&["finalize-staged"]);
     assert!(out.contains("Finalized"), "{out}");
     assert_eq!(m.entries().len(), 2);
@@ -229,6 +288,11 @@ fn whole_life() {
         assert!(opts.contains(k), "{k} missing from {opts}");
     }
     assert!(!opts.contains("arm-only"), "{opts}");
+}
+
+#[test]
+fn status_for_people() {
+    let m = booted_v2("life-human");
     // Human layout, as bootc's.
     let human = m.ok(&["status", "--format", "humanreadable"]);
     assert!(
@@ -245,7 +309,11 @@ fn whole_life() {
         yaml.contains("apiVersion: org.containers.bootc/v1") && yaml.contains("kind: BootcHost"),
         "{yaml}"
     );
+}
 
+#[test]
+fn rollback_queues_reverts_and_boots() {
+    let m = booted_v2("life-rollback");
     // rollback: instant, entries only; twice undoes it.
     let out = m.ok(&["rollback"]);
     assert!(out.contains("Next boot: rollback deployment"), "{out}");
@@ -267,17 +335,25 @@ fn whole_life() {
         "v1 keeps its own /etc"
     );
     assert_eq!(read(&etc.join("app/config")), "edited locally\n");
+}
 
+#[test]
+fn upgrade_without_news() {
+    let m = rolled_back_to_v1("life-upgrade");
     // Nothing new: upgrade says so.
     let out = m.ok(&["upgrade"]);
     assert!(out.contains("No update available."), "{out}");
     let out = m.ok(&["upgrade", "--check"]);
     assert!(out.contains("No changes in"), "{out}");
+}
 
+#[test]
+fn gc_keeps_booted_and_rollback_only() {
+    let m = rolled_back_to_v1("life-gc");
     // switch v3 and boot it: GC keeps v3 and v1, frees v2.
     let v2root = m.deployment_root("rollback");
     let store_before = m.h.store_bytes();
-    m.ok(&["switch", "--transport", "oci", &oci("v3")]);
+    switch(&m, "v3");
     m.ok(&["finalize-staged"]);
     m.reboot();
     let s = m.status();

@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -52,14 +53,105 @@ fn debian_rootfs_through_a_registry_matches_umoci() {
     h.fsck();
 }
 
-/// kill -9 at several moments of a real pull: the store stays consistent and a second pull
-/// completes it.
+/// The blob of the (first) layer of a layout's tag.
+fn layer_blob(layout: &Path, tag: &str) -> PathBuf {
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+    };
+    let blob = |d: &serde_json::Value| {
+        let hex = d.as_str().unwrap().strip_prefix("sha256:").unwrap();
+        layout.join("blobs/sha256").join(hex)
+    };
+    let index = read(layout.join("index.json"));
+    let m = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("no tag {tag} in {}", layout.display()));
+    blob(&read(blob(&m["digest"]))["layers"][0]["digest"])
+}
+
+/// A copy of a layout (blobs hardlinked) whose blob `fifo` is a named pipe instead.
+fn layout_with_fifo(from: &Path, to: &Path, fifo: &Path) -> PathBuf {
+    std::fs::create_dir_all(to.join("blobs/sha256")).unwrap();
+    for f in ["index.json", "oci-layout"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    for e in std::fs::read_dir(from.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join("blobs/sha256").join(e.file_name());
+        if e.path() != fifo {
+            std::fs::hard_link(e.path(), &dest).unwrap();
+        } else {
+            sh(Command::new("mkfifo").arg(&dest));
+        }
+    }
+    to.join("blobs/sha256").join(fifo.file_name().unwrap())
+}
+
+/// Whether every thread of a process sleeps (none runs or waits for the disk).
+fn all_threads_sleep(pid: u32) -> bool {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks.into_iter().all(|t| {
+        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+        state == Some("S")
+    })
+}
+
+/// Feed the first `n` bytes of `blob` to the pull reading the named pipe `fifo`, then wait
+/// until it has read them all and done all it can with them: the pipe is empty and every
+/// thread sleeps, three times in a row 50 ms apart.
+fn feed_and_settle(child: &mut std::process::Child, fifo: &Path, blob: &Path, n: u64) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let waiting = |what: &str, child: &mut std::process::Child| {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the pull ended before {what}"
+        );
+        assert!(Instant::now() < deadline, "the pull never {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Opening a pipe to write without blocking fails until its reader has opened it.
+    let nonblocking = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(fifo)
+        {
+            Ok(f) => break f,
+            Err(_) => waiting("opened the layer", child),
+        }
+    };
+    let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+    drop(nonblocking);
+    let mut src = std::fs::File::open(blob).unwrap().take(n);
+    assert_eq!(std::io::copy(&mut src, &mut pipe).unwrap(), n);
+    let mut settled = 0;
+    while settled < 3 {
+        let idle = rustix::io::ioctl_fionread(&pipe).unwrap() == 0 && all_threads_sleep(child.id());
+        settled = if idle { settled + 1 } else { 0 };
+        waiting("settled", child);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+}
+
+/// kill -9 at fixed points of a real pull: after it has taken in the first N bytes of its
+/// layer (1 MiB, half, all but the last) and done all it can with them. The layer is
+/// given through a named pipe, so each kill point is the same on every run. The store stays
+/// consistent and a second pull of the same reference completes it.
 #[test]
 fn killed_pulls_recover() {
     let deb = debian();
-    let r = format!("oci:{}:bookworm", deb.display());
-    for delay_ms in [150u64, 600, 1500] {
-        let h = Host::new(&format!("kill-{delay_ms}"));
+    let blob = layer_blob(&deb, "bookworm");
+    let size = std::fs::metadata(&blob).unwrap().len();
+    for fed in [1 << 20, size / 2, size - 1] {
+        let h = Host::new(&format!("kill-{fed}"));
+        let layout = h.path("layout");
+        let fifo = layout_with_fifo(&deb, &layout, &blob);
+        let r = format!("oci:{}:bookworm", layout.display());
         let mut child = h
             .cmd()
             .args(["image", "pull", &r])
@@ -67,11 +159,18 @@ fn killed_pulls_recover() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill(); // SIGKILL
+        feed_and_settle(&mut child, &fifo, &blob, fed);
+        child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
-        eprintln!("killed after {delay_ms} ms: {status}");
+        eprintln!(
+            "killed after {fed} of {size} bytes of the layer ({status}): {} objects, {} in tmp/",
+            h.store_files("objects").len(),
+            h.store_files("tmp").len()
+        );
         h.fsck();
+        // The layer as a file again, under the same reference.
+        std::fs::remove_file(&fifo).unwrap();
+        std::fs::hard_link(&blob, &fifo).unwrap();
         h.ok(&["image", "pull", &r]);
         h.fsck();
         assert!(h.store_files("tmp").is_empty());

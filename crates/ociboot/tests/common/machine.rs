@@ -1,0 +1,168 @@
+//! A sysroot whose bootloader the test plays: boot entries read as the loader reads them, and
+//! a "reboot" that hands the default entry's options to later commands.
+
+use std::path::PathBuf;
+
+use super::Host;
+
+/// A sysroot whose bootloader is played by the test: `reboot` hands the default entry's
+/// `options` line to later commands through OCIBOOT_PROC_CMDLINE.
+pub struct Machine {
+    pub h: Host,
+    pub cmdline: PathBuf,
+}
+
+impl Machine {
+    pub fn new(name: &str) -> Machine {
+        let h = Host::new(name);
+        let cmdline = h.path("cmdline");
+        std::fs::write(&cmdline, "").unwrap();
+        let mut m = Machine { h, cmdline };
+        m.h.env.push((
+            "OCIBOOT_PROC_CMDLINE".into(),
+            m.cmdline.display().to_string(),
+        ));
+        m
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.h.sysroot()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.h.ok(args)
+    }
+
+    pub fn fails(&self, args: &[&str]) -> String {
+        self.h.fails(args)
+    }
+
+    /// The entries as the loader sees them, default first: (options, linux, initrd). The
+    /// default is the one loader.conf names; the rest follow ociboot's order line.
+    pub fn entries(&self) -> Vec<(String, String, Option<String>)> {
+        let conf = std::fs::read_to_string(self.root().join("boot/loader/loader.conf")).unwrap();
+        let default = conf
+            .lines()
+            .find_map(|l| l.strip_prefix("default "))
+            .expect("no default in loader.conf")
+            .to_string();
+        let order: Vec<String> = conf
+            .lines()
+            .find_map(|l| l.strip_prefix("# ociboot-order: "))
+            .expect("no order line")
+            .split_whitespace()
+            .map(|k| format!("ociboot-{}.conf", k.replacen('/', "-", 1)))
+            .collect();
+        assert_eq!(order[0], default, "the default leads the order");
+        order.iter().map(|name| self.entry(name)).collect()
+    }
+
+    /// Every entry file in loader/entries (`*.conf`, whatever loader.conf says), by name.
+    pub fn entry_files(&self) -> Vec<(String, String, Option<String>)> {
+        let dir = self.root().join("boot/loader/entries");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".conf"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names.iter().map(|name| self.entry(name)).collect()
+    }
+
+    /// An entry file of loader/entries: (options, linux, initrd).
+    fn entry(&self, name: &str) -> (String, String, Option<String>) {
+        let path = self.root().join("boot/loader/entries").join(name);
+        let t =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let get = |k: &str| {
+            t.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k} ")))
+                .map(str::to_string)
+        };
+        (
+            get("options").unwrap(),
+            get("linux").unwrap(),
+            get("initrd"),
+        )
+    }
+
+    /// The default entry's options, after checking that what it boots is complete: a
+    /// non-empty kernel and initramfs, and a deployment root with usr/ and etc/.
+    pub fn default_entry(&self) -> String {
+        let (options, linux, initrd) = self.entries().into_iter().next().expect("no boot entry");
+        self.assert_bootable(&options, &linux, initrd.as_deref());
+        options
+    }
+
+    /// Check that what an entry boots is complete: a non-empty kernel and initramfs, and a
+    /// deployment root with usr/ and etc/.
+    pub fn assert_bootable(&self, options: &str, linux: &str, initrd: Option<&str>) {
+        for f in std::iter::once(linux).chain(initrd) {
+            let p = self.root().join("boot").join(f.trim_start_matches('/'));
+            assert!(
+                p.is_file() && std::fs::metadata(&p).unwrap().len() > 0,
+                "{} missing or empty",
+                p.display()
+            );
+        }
+        let droot = self.deployment_dir(options);
+        assert!(
+            droot.join("usr").is_dir() && droot.join("etc").is_dir(),
+            "deployment {} incomplete",
+            droot.display()
+        );
+    }
+
+    /// The directory of the deployment an entry's options name (`ociboot=STATEROOT/ID`).
+    pub fn deployment_dir(&self, options: &str) -> PathBuf {
+        let key = options
+            .split_whitespace()
+            .find_map(|a| a.strip_prefix("ociboot="))
+            .expect("no ociboot= in the entry");
+        let (sr, id) = key.split_once('/').expect("ociboot=STATEROOT/ID");
+        self.root()
+            .join("ociboot/deploy")
+            .join(sr)
+            .join("deploy")
+            .join(id)
+    }
+
+    /// Play the bootloader: boot the default entry. /run does not survive a reboot, and with
+    /// it goes any staged state. Returns the kernel command line.
+    pub fn reboot(&self) -> String {
+        let options = self.default_entry();
+        std::fs::write(&self.cmdline, &options).unwrap();
+        let _ = std::fs::remove_dir_all(self.root().join("run"));
+        options
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.ok(&["status", "--json"]);
+        assert_eq!(out.trim().lines().count(), 1, "compact JSON on one line");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// The root directory of the deployment in a status slot.
+    pub fn deployment_root(&self, slot: &str) -> PathBuf {
+        let s = self.status();
+        PathBuf::from(
+            s["status"][slot]["ociboot"]["root"]
+                .as_str()
+                .unwrap_or("/nonexistent"),
+        )
+    }
+
+    pub fn etc(&self) -> PathBuf {
+        self.deployment_root("booted").join("etc")
+    }
+
+    /// The version label of the booted image ("none" when not booted).
+    pub fn booted_version(&self) -> String {
+        self.status()["status"]["booted"]["image"]["version"]
+            .as_str()
+            .unwrap_or("none")
+            .to_string()
+    }
+}
