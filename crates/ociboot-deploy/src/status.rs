@@ -1,292 +1,257 @@
-//! `status`: bootc's `org.containers.bootc/v1` `BootcHost` object, as JSON (compact, keys
-//! sorted, like bootc's canonical JSON), YAML, or bootc's human layout.
+//! `status`: bootc's `org.containers.bootc/v1` `BootcHost` object as typed structs, built from
+//! a [`State`], and its three renderings: JSON (compact, keys sorted, like bootc's canonical
+//! JSON), YAML (`yaml.rs`, over the same JSON value) and bootc's human layout (`human.rs`).
+//!
+//! Field names follow bootc's `spec.rs` (camelCase); `ociboot` in a [`BootEntry`] is ours
+//! (the deployment's identity, where bootc has `ostree` or `composefs`).
 
-use serde_json::{json, Value};
+mod human;
+mod yaml;
+
+use ociboot_oci::{ImageReference, Sha256Digest};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::origin::CachedUpdate;
 use crate::sysroot::{Deployment, State};
 
-fn image_ref(d: &Deployment) -> Value {
-    json!({"image": d.origin.image.image, "transport": d.origin.image.transport.as_str()})
+/// A field of bootc's schema that ociboot never fills (another backend's identity, a state
+/// it does not track): always serialised as `null`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Null;
+
+/// The whole object: `apiVersion`, `kind`, `metadata`, `spec`, `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Host {
+    /// Always `org.containers.bootc/v1`.
+    pub api_version: String,
+    /// Always `BootcHost`.
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: HostSpec,
+    pub status: HostStatus,
 }
 
-fn cached(d: &Deployment, c: &CachedUpdate) -> Value {
-    json!({
-        "image": image_ref(d),
-        "version": c.version,
-        "timestamp": c.timestamp,
-        "imageDigest": c.manifest_digest.to_string(),
-        "architecture": c.architecture,
-    })
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Metadata {
+    /// Always `host`.
+    pub name: String,
 }
 
-fn boot_entry(d: &Deployment, download_only: bool) -> Value {
-    let o = &d.origin;
-    let cached_update = o
-        .cached_update
-        .as_ref()
-        .filter(|c| c.manifest_digest != o.manifest_digest)
-        .map(|c| cached(d, c));
-    json!({
-        "image": {
-            "image": image_ref(d),
-            "version": o.version,
-            "timestamp": o.timestamp,
-            "imageDigest": o.manifest_digest.to_string(),
-            "architecture": o.architecture,
-        },
-        "cachedUpdate": cached_update,
-        "incompatible": false,
-        "pinned": o.pinned,
-        "softRebootCapable": false,
-        "downloadOnly": download_only,
-        "store": "ociboot",
-        "ostree": null,
-        "composefs": null,
-        "ociboot": {
-            "stateroot": d.stateroot,
-            "id": d.id,
-            "deploySerial": o.serial,
-            "root": d.root.display().to_string(),
-            "kargs": o.kargs.join(" "),
-        },
-    })
+/// What the host should run: the staged image if any, else the booted one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostSpec {
+    pub image: Option<ImageReference>,
+    pub boot_order: BootOrder,
 }
 
-/// The host object. `booted_only` keeps only the booted slot (`--booted`).
-pub fn host(state: &State, booted_only: bool) -> Value {
-    let booted = state.booted();
-    let rollback = if booted_only { None } else { state.rollback() };
-    let staged = if booted_only {
-        None
-    } else {
-        state.staged.as_ref()
-    };
-    let spec_image = staged
-        .map(|(d, _)| image_ref(d))
-        .or_else(|| booted.map(image_ref));
-    let mut others = Vec::new();
-    if !booted_only {
-        for (_, d) in &state.entries {
-            let k = d.key();
-            if Some(k.clone()) != booted.map(Deployment::key)
-                && Some(k) != rollback.map(Deployment::key)
-            {
-                others.push(boot_entry(d, false));
-            }
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootOrder {
+    Default,
+    /// A rollback is queued: the rollback deployment boots next.
+    Rollback,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HostType {
+    BootcHost,
+}
+
+/// The slots and flags of `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostStatus {
+    pub staged: Option<BootEntry>,
+    pub booted: Option<BootEntry>,
+    pub rollback: Option<BootEntry>,
+    /// Deployments in no slot (pinned ones, say); the key is left out when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_deployments: Vec<BootEntry>,
+    pub rollback_queued: bool,
+    /// `bootcHost` when booted into a deployment, else `null`.
+    #[serde(rename = "type")]
+    pub host_type: Option<HostType>,
+    pub usr_overlay: Null,
+    pub read_only: bool,
+}
+
+/// One deployment in a slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootEntry {
+    pub image: ImageStatus,
+    /// What `upgrade --check` found, when it differs from `image`.
+    pub cached_update: Option<ImageStatus>,
+    pub incompatible: bool,
+    pub pinned: bool,
+    pub soft_reboot_capable: bool,
+    /// Staged by `upgrade --download-only`: not applied at shutdown.
+    pub download_only: bool,
+    pub store: Store,
+    pub ostree: Null,
+    pub composefs: Null,
+    pub ociboot: OcibootDeployment,
+}
+
+/// The storage backend of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Store {
+    Ociboot,
+}
+
+/// An image as a deployment (or a cached update) records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageStatus {
+    pub image: ImageReference,
+    pub version: Option<String>,
+    pub timestamp: Option<String>,
+    /// The manifest digest.
+    pub image_digest: Sha256Digest,
+    pub architecture: String,
+}
+
+/// ociboot's identity of a deployment: `ociboot=<stateroot>/<id>`, its serial, its root
+/// directory and its kernel command line (without `ociboot=`), space-separated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OcibootDeployment {
+    pub stateroot: String,
+    pub id: String,
+    pub deploy_serial: u32,
+    pub root: String,
+    pub kargs: String,
+}
+
+impl ImageStatus {
+    fn cached(d: &Deployment, c: &CachedUpdate) -> ImageStatus {
+        ImageStatus {
+            image: d.origin.image.clone(),
+            version: c.version.clone(),
+            timestamp: c.timestamp.clone(),
+            image_digest: c.manifest_digest,
+            architecture: c.architecture.clone(),
         }
     }
-    let mut status = json!({
-        "staged": staged.map(|(d, i)| boot_entry(d, i.locked)),
-        "booted": booted.map(|d| boot_entry(d, false)),
-        "rollback": rollback.map(|d| boot_entry(d, false)),
-        "rollbackQueued": state.rollback_queued(),
-        "type": booted.map(|_| "bootcHost"),
-        "usrOverlay": null,
-        "readOnly": false,
-    });
-    if !others.is_empty() {
-        status["otherDeployments"] = Value::Array(others);
-    }
-    json!({
-        "apiVersion": "org.containers.bootc/v1",
-        "kind": "BootcHost",
-        "metadata": {"name": "host"},
-        "spec": {
-            "image": spec_image,
-            "bootOrder": if state.rollback_queued() { "rollback" } else { "default" },
-        },
-        "status": status,
-    })
 }
 
-/// Compact JSON with sorted keys (serde_json's map is ordered).
-pub fn to_json(v: &Value) -> String {
-    v.to_string()
+impl BootEntry {
+    pub fn new(d: &Deployment, download_only: bool) -> BootEntry {
+        let o = &d.origin;
+        BootEntry {
+            image: ImageStatus {
+                image: o.image.clone(),
+                version: o.version.clone(),
+                timestamp: o.timestamp.clone(),
+                image_digest: o.manifest_digest,
+                architecture: o.architecture.clone(),
+            },
+            cached_update: o
+                .cached_update
+                .as_ref()
+                .filter(|c| c.manifest_digest != o.manifest_digest)
+                .map(|c| ImageStatus::cached(d, c)),
+            incompatible: false,
+            pinned: o.pinned,
+            soft_reboot_capable: false,
+            download_only,
+            store: Store::Ociboot,
+            ostree: Null,
+            composefs: Null,
+            ociboot: OcibootDeployment {
+                stateroot: d.stateroot.clone(),
+                id: d.id.clone(),
+                deploy_serial: o.serial,
+                root: d.root.display().to_string(),
+                kargs: o.kargs.join(" "),
+            },
+        }
+    }
 }
 
-/// YAML for a JSON value: block style, strings double-quoted where YAML would misread them.
-pub fn to_yaml(v: &Value) -> String {
-    fn scalar(v: &Value) -> String {
-        match v {
-            Value::Null => "null".into(),
-            Value::Bool(b) => b.to_string(),
-            Value::Number(n) => n.to_string(),
-            Value::String(s) => {
-                let plain = !s.is_empty()
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_./@+:".contains(c))
-                    && !s.contains(": ")
-                    && !s.ends_with(':')
-                    && !matches!(
-                        s.as_str(),
-                        "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
-                    )
-                    && s.parse::<f64>().is_err()
-                    && !s.starts_with(['-', ':', '@', '.']);
-                if plain {
-                    s.clone()
-                } else {
-                    Value::String(s.clone()).to_string()
-                }
-            }
-            _ => unreachable!("only scalars"),
-        }
-    }
-    fn rec(v: &Value, indent: usize, out: &mut String) {
-        let pad = " ".repeat(indent);
-        match v {
-            Value::Object(m) => {
-                for (k, x) in m {
-                    match x {
-                        Value::Object(o) if !o.is_empty() => {
-                            out.push_str(&format!("{pad}{k}:\n"));
-                            rec(x, indent + 2, out);
-                        }
-                        Value::Array(a) if !a.is_empty() => {
-                            out.push_str(&format!("{pad}{k}:\n"));
-                            rec(x, indent, out);
-                        }
-                        Value::Object(_) => out.push_str(&format!("{pad}{k}: {{}}\n")),
-                        Value::Array(_) => out.push_str(&format!("{pad}{k}: []\n")),
-                        _ => out.push_str(&format!("{pad}{k}: {}\n", scalar(x))),
-                    }
-                }
-            }
-            Value::Array(a) => {
-                for x in a {
-                    match x {
-                        Value::Object(_) | Value::Array(_) => {
-                            let mut inner = String::new();
-                            rec(x, indent + 2, &mut inner);
-                            let trimmed = inner.trim_start();
-                            out.push_str(&format!("{pad}- {trimmed}"));
-                        }
-                        _ => out.push_str(&format!("{pad}- {}\n", scalar(x))),
-                    }
-                }
-            }
-            _ => out.push_str(&format!("{pad}{}\n", scalar(v))),
-        }
-    }
-    let mut out = String::new();
-    rec(v, 0, &mut out);
-    out
-}
-
-/// bootc's human-readable layout.
-pub fn human(v: &Value, verbose: bool) -> String {
-    let st = &v["status"];
-    if st["type"].is_null() {
-        return "System is not deployed via ociboot.\n".to_string();
-    }
-    let mut blocks = Vec::new();
-    let slots: Vec<(&str, &Value, bool)> = {
-        let mut s = vec![
-            ("Staged image", &st["staged"], false),
-            ("Booted image", &st["booted"], true),
-            ("Rollback image", &st["rollback"], false),
-        ];
-        if let Some(a) = st["otherDeployments"].as_array() {
-            for o in a {
-                s.push(("Other image", o, false));
-            }
-        }
-        s
-    };
-    for (name, e, booted) in slots {
-        if e.is_null() {
-            continue;
-        }
-        // Each block aligns its rows to its own heading, as bootc does.
-        let width = name.len();
-        let img = &e["image"];
-        let transport = img["image"]["transport"].as_str().unwrap_or("registry");
-        let name_s = img["image"]["image"].as_str().unwrap_or("");
-        let shown = if transport == "registry" {
-            name_s.to_string()
+impl Host {
+    /// The host object. `booted_only` keeps only the booted slot (`--booted`).
+    pub fn new(state: &State, booted_only: bool) -> Host {
+        let booted = state.booted();
+        let rollback = if booted_only { None } else { state.rollback() };
+        let staged = if booted_only {
+            None
         } else {
-            format!("{transport}:{name_s}")
+            state.staged.as_ref()
         };
-        let mark = if booted { "●" } else { " " };
-        let mut rows = vec![format!("{mark} {name:>width$}: {shown}")];
-        let row = |label: &str, val: String| format!("  {label:>width$}: {val}");
-        rows.push(row(
-            "Digest",
-            format!(
-                "{} ({})",
-                img["imageDigest"].as_str().unwrap_or(""),
-                img["architecture"].as_str().unwrap_or("")
-            ),
-        ));
-        let ts = img["timestamp"]
-            .as_str()
-            .map(|t| t.chars().take(19).collect::<String>() + if t.len() > 19 { "Z" } else { "" });
-        match (img["version"].as_str(), ts) {
-            (Some(ver), Some(ts)) => rows.push(row("Version", format!("{ver} ({ts})"))),
-            (Some(ver), None) => rows.push(row("Version", ver.to_string())),
-            (None, Some(ts)) => rows.push(row("Timestamp", ts)),
-            (None, None) => {}
-        }
-        let cu = &e["cachedUpdate"];
-        if !cu.is_null() {
-            rows.push(row(
-                "UpdateVersion",
-                format!(
-                    "{} ({})",
-                    cu["version"].as_str().unwrap_or("-"),
-                    cu["timestamp"].as_str().unwrap_or("-")
-                ),
-            ));
-            rows.push(row(
-                "UpdateDigest",
-                cu["imageDigest"].as_str().unwrap_or("").to_string(),
-            ));
-        }
-        if e["pinned"].as_bool() == Some(true) {
-            rows.push(row("Pinned", "yes".into()));
-        }
-        if verbose {
-            rows.push(row(
-                "StateRoot",
-                e["ociboot"]["stateroot"].as_str().unwrap_or("").into(),
-            ));
-            rows.push(row(
-                "Deployment",
-                e["ociboot"]["id"].as_str().unwrap_or("").into(),
-            ));
-            rows.push(row(
-                "Deploy serial",
-                e["ociboot"]["deploySerial"].to_string(),
-            ));
-            rows.push(row(
-                "Staged",
-                if name == "Staged image" {
-                    "yes".into()
+        let in_slot = |d: &Deployment| {
+            let k = Some(d.key());
+            k == booted.map(Deployment::key) || k == rollback.map(Deployment::key)
+        };
+        let other_deployments = if booted_only {
+            Vec::new()
+        } else {
+            state
+                .entries
+                .iter()
+                .filter(|(_, d)| !in_slot(d))
+                .map(|(_, d)| BootEntry::new(d, false))
+                .collect()
+        };
+        let rollback_queued = state.rollback_queued();
+        Host {
+            api_version: "org.containers.bootc/v1".into(),
+            kind: "BootcHost".into(),
+            metadata: Metadata {
+                name: "host".into(),
+            },
+            spec: HostSpec {
+                image: staged
+                    .map(|(d, _)| &d.origin.image)
+                    .or(booted.map(|d| &d.origin.image))
+                    .cloned(),
+                boot_order: if rollback_queued {
+                    BootOrder::Rollback
                 } else {
-                    "no".into()
+                    BootOrder::Default
                 },
-            ));
-            rows.push(row(
-                "Kargs",
-                e["ociboot"]["kargs"].as_str().unwrap_or("").into(),
-            ));
-            if name == "Staged image" {
-                rows.push(row(
-                    "Download-only",
-                    if e["downloadOnly"].as_bool() == Some(true) {
-                        "yes".into()
-                    } else {
-                        "no".into()
-                    },
-                ));
-            }
+            },
+            status: HostStatus {
+                staged: staged.map(|(d, i)| BootEntry::new(d, i.locked)),
+                booted: booted.map(|d| BootEntry::new(d, false)),
+                rollback: rollback.map(|d| BootEntry::new(d, false)),
+                other_deployments,
+                rollback_queued,
+                host_type: booted.map(|_| HostType::BootcHost),
+                usr_overlay: Null,
+                read_only: false,
+            },
         }
-        blocks.push(rows.join("\n") + "\n");
     }
-    let mut out = blocks.join("\n");
-    if st["rollbackQueued"].as_bool() == Some(true) {
-        out.push_str("\nRollback queued: the rollback image boots next.\n");
+
+    /// The object as a JSON value; its maps are sorted by key (serde_json without
+    /// `preserve_order`), which is what makes the JSON and YAML outputs sorted.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("the status object has string keys only")
     }
-    out
+
+    /// Compact JSON with sorted keys, as bootc's canonical JSON.
+    pub fn to_json(&self) -> String {
+        self.to_value().to_string()
+    }
+
+    /// Block YAML of the same value.
+    pub fn to_yaml(&self) -> String {
+        yaml::to_yaml(&self.to_value())
+    }
+
+    /// bootc's human-readable layout; `verbose` (`-v`) adds ociboot's rows.
+    pub fn human(&self, verbose: bool) -> String {
+        human::human(self, verbose)
+    }
 }
+
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;

@@ -131,16 +131,16 @@ fn print_status(
     format: Option<StatusFormat>,
     booted: bool,
 ) -> Result<()> {
-    let v = status::host(&sysroot.state()?, booted);
+    let host = status::Host::new(&sysroot.state()?, booted);
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
         StatusFormat::Humanreadable
     } else {
         StatusFormat::Yaml
     });
     match format {
-        StatusFormat::Json => println!("{}", status::to_json(&v)),
-        StatusFormat::Yaml => print!("{}", status::to_yaml(&v)),
-        StatusFormat::Humanreadable => print!("{}", status::human(&v, g.verbose > 0)),
+        StatusFormat::Json => println!("{}", host.to_json()),
+        StatusFormat::Yaml => print!("{}", host.to_yaml()),
+        StatusFormat::Humanreadable => print!("{}", host.human(g.verbose > 0)),
     }
     Ok(())
 }
