@@ -141,7 +141,7 @@ fn read_order(boot: &Path) -> Result<Option<Vec<String>>> {
                 .map(|r| r.split_whitespace().map(str::to_string).collect())
         })),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).ctx(|| format!("reading {}", p.display())),
+        Err(e) => Err(e).at("reading", &p),
     }
 }
 
@@ -184,10 +184,10 @@ fn replace_file(dir: &Path, name: &str, data: &[u8]) -> Result<bool> {
         return Ok(false);
     }
     let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+    let mut f = std::fs::File::create(&tmp).at("creating", &tmp)?;
     f.write_all(data)
         .and_then(|_| f.sync_all())
-        .ctx(|| format!("writing {}", tmp.display()))?;
+        .at("writing", &tmp)?;
     drop(f);
     std::fs::rename(&tmp, &dest)
         .ctx(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
@@ -209,7 +209,7 @@ fn replace_file(dir: &Path, name: &str, data: &[u8]) -> Result<bool> {
 /// any moment points at complete files.
 pub fn write_entries(boot: &Path, entries: &[Entry], before_commit: impl FnOnce()) -> Result<()> {
     let dir = entries_dir(boot);
-    std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).at("creating", &dir)?;
     let n = entries.len();
     let mut keys = Vec::new();
     for (i, e) in entries.iter().enumerate() {
@@ -233,8 +233,8 @@ pub fn write_entries(boot: &Path, entries: &[Entry], before_commit: impl FnOnce(
     )?;
     fsync_dir(&loader)?;
     let live: Vec<String> = keys.iter().map(|k| entry_name(k)).collect();
-    for e in std::fs::read_dir(&dir).ctx(|| format!("reading {}", dir.display()))? {
-        let p = e.ctx(|| format!("reading {}", dir.display()))?.path();
+    for e in std::fs::read_dir(&dir).at("reading", &dir)? {
+        let p = e.at("reading", &dir)?.path();
         let name = p
             .file_name()
             .unwrap_or_default()
@@ -262,7 +262,7 @@ pub struct Kernel {
 pub fn find_kernel(root: &Path) -> Result<(String, PathBuf, Option<PathBuf>)> {
     let m = root.join("usr/lib/modules");
     let mut kvers: Vec<String> = std::fs::read_dir(&m)
-        .ctx(|| format!("reading {}", m.display()))?
+        .at("reading", &m)?
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("vmlinuz").is_file())
         .map(|e| e.file_name().to_string_lossy().to_string())
@@ -325,7 +325,7 @@ pub fn install_kernel(
         None => {
             let mut h = Sha256::new();
             for p in std::iter::once(&vmlinuz).chain(initramfs.as_ref()) {
-                let data = std::fs::read(p).ctx(|| format!("reading {}", p.display()))?;
+                let data = std::fs::read(p).at("reading", p)?;
                 h.update((data.len() as u64).to_le_bytes());
                 h.update(&data);
             }
@@ -347,10 +347,10 @@ pub fn install_kernel(
         return Ok(kernel);
     }
     let parent = boot.join("ociboot");
-    std::fs::create_dir_all(&parent).ctx(|| format!("creating {}", parent.display()))?;
+    std::fs::create_dir_all(&parent).at("creating", &parent)?;
     let tmp = parent.join(format!(".tmp-{}-{bootcsum}", std::process::id()));
     ociboot_store::fsutil::remove_any(&tmp)?;
-    std::fs::create_dir(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+    std::fs::create_dir(&tmp).at("creating", &tmp)?;
     let mut files = vec![(vmlinuz, format!("vmlinuz-{kver}"))];
     if let Some(i) = initramfs {
         files.push((i, format!("initramfs-{kver}.img")));
@@ -360,7 +360,7 @@ pub fn install_kernel(
         std::fs::copy(&src, &d).ctx(|| format!("copying {} to {}", src.display(), d.display()))?;
         std::fs::File::open(&d)
             .and_then(|f| f.sync_all())
-            .ctx(|| format!("fsync {}", d.display()))?;
+            .at("fsync", &d)?;
     }
     fsync_dir(&tmp)?;
     std::fs::rename(&tmp, &dest)
@@ -375,7 +375,7 @@ pub fn unused_kernel_dirs(boot: &Path, entries: &[Entry]) -> Result<Vec<PathBuf>
     let rd = match std::fs::read_dir(&parent) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).ctx(|| format!("reading {}", parent.display())),
+        Err(e) => return Err(e).at("reading", &parent),
     };
     let mut out = Vec::new();
     for e in rd.flatten() {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Ctx, Error, Result};
 use crate::fstree::{self, FsEntry, Kind};
 
 /// Local changes: `orig` (pristine /etc of the running image) → `modified` (the live /etc).
@@ -216,11 +216,9 @@ pub fn merge_scanned(
             a = x.parent();
         }
         for x in missing.iter().rev() {
-            std::fs::create_dir(new.join(x)).map_err(|e| Error::Io {
-                context: format!("creating {}", new.join(x).display()),
-                source: e,
-            })?;
-            fstree::copy_dir_meta(&modified.join(x), &new.join(x))?;
+            let dir = new.join(x);
+            std::fs::create_dir(&dir).at("creating", &dir)?;
+            fstree::copy_dir_meta(&modified.join(x), &dir)?;
         }
         let existing = fstree::stat(&dst)?;
         match (existing, local.is_dir()) {
@@ -245,9 +243,6 @@ pub fn merge_scanned(
 }
 
 fn make_dir_like(src: &Path, dst: &Path) -> Result<()> {
-    std::fs::create_dir(dst).map_err(|e| Error::Io {
-        context: format!("creating {}", dst.display()),
-        source: e,
-    })?;
+    std::fs::create_dir(dst).at("creating", dst)?;
     fstree::copy_dir_meta(src, dst)
 }

@@ -39,14 +39,12 @@ impl FsEntry {
 }
 
 fn hash_file(p: &Path) -> Result<([u8; 32], u64)> {
-    let mut f = std::fs::File::open(p).ctx(|| format!("reading {}", p.display()))?;
+    let mut f = std::fs::File::open(p).at("reading", p)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 << 10];
     let mut n = 0u64;
     loop {
-        let r = f
-            .read(&mut buf)
-            .ctx(|| format!("reading {}", p.display()))?;
+        let r = f.read(&mut buf).at("reading", p)?;
         if r == 0 {
             break;
         }
@@ -61,18 +59,13 @@ pub fn stat(p: &Path) -> Result<Option<FsEntry>> {
     let m = match std::fs::symlink_metadata(p) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::Io {
-                context: format!("stat {}", p.display()),
-                source: e,
-            })
-        }
+        Err(e) => return Err(Error::at("stat", p, e)),
     };
     let ft = m.file_type();
     let kind = if ft.is_dir() {
         Kind::Dir
     } else if ft.is_symlink() {
-        Kind::Symlink(std::fs::read_link(p).ctx(|| format!("readlink {}", p.display()))?)
+        Kind::Symlink(std::fs::read_link(p).at("readlink", p)?)
     } else if ft.is_file() {
         let (sha256, size) = hash_file(p)?;
         Kind::File { sha256, size }
@@ -96,10 +89,10 @@ pub fn scan(root: &Path) -> Result<BTreeMap<PathBuf, FsEntry>> {
     fn rec(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, FsEntry>) -> Result<()> {
         let dir = root.join(rel);
         let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .ctx(|| format!("reading {}", dir.display()))?
+            .at("reading", &dir)?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<std::io::Result<_>>()
-            .ctx(|| format!("reading {}", dir.display()))?;
+            .at("reading", &dir)?;
         names.sort();
         for n in names {
             let r = rel.join(&n);
@@ -154,13 +147,13 @@ fn copy_meta(src: &Path, dst: &Path, m: &std::fs::Metadata) -> Result<()> {
         Some(rustix::fs::Gid::from_raw(m.gid())),
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
-    .ctx(|| format!("chown {}", dst.display()))?;
+    .at("chown", dst)?;
     if !is_link {
         rustix::fs::chmod(
             c.as_c_str(),
             rustix::fs::Mode::from_raw_mode(m.mode() & 0o7777),
         )
-        .ctx(|| format!("chmod {}", dst.display()))?;
+        .at("chmod", dst)?;
     }
     copy_xattrs(src, dst)?;
     let t = |s: i64, ns: i64| rustix::fs::Timespec {
@@ -177,37 +170,36 @@ fn copy_meta(src: &Path, dst: &Path, m: &std::fs::Metadata) -> Result<()> {
         &times,
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
-    .ctx(|| format!("setting times of {}", dst.display()))?;
+    .at("setting times of", dst)?;
     Ok(())
 }
 
 /// Copy `src` (file, symlink, special file or whole directory) to `dst`, which must not exist,
 /// keeping everything but the inode. Never follows a symlink inside `src`.
 pub fn copy_path(src: &Path, dst: &Path) -> Result<()> {
-    let m = std::fs::symlink_metadata(src).ctx(|| format!("stat {}", src.display()))?;
+    let m = std::fs::symlink_metadata(src).at("stat", src)?;
     let ft = m.file_type();
     if ft.is_dir() {
-        std::fs::create_dir(dst).ctx(|| format!("creating {}", dst.display()))?;
+        std::fs::create_dir(dst).at("creating", dst)?;
         let mut names: Vec<_> = std::fs::read_dir(src)
-            .ctx(|| format!("reading {}", src.display()))?
+            .at("reading", src)?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<std::io::Result<_>>()
-            .ctx(|| format!("reading {}", src.display()))?;
+            .at("reading", src)?;
         names.sort();
         for n in names {
             copy_path(&src.join(&n), &dst.join(&n))?;
         }
     } else if ft.is_symlink() {
-        let t = std::fs::read_link(src).ctx(|| format!("readlink {}", src.display()))?;
-        std::os::unix::fs::symlink(&t, dst)
-            .ctx(|| format!("creating symlink {}", dst.display()))?;
+        let t = std::fs::read_link(src).at("readlink", src)?;
+        std::os::unix::fs::symlink(&t, dst).at("creating symlink", dst)?;
     } else if ft.is_file() {
-        let mut i = std::fs::File::open(src).ctx(|| format!("reading {}", src.display()))?;
+        let mut i = std::fs::File::open(src).at("reading", src)?;
         let mut o = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(dst)
-            .ctx(|| format!("creating {}", dst.display()))?;
+            .at("creating", dst)?;
         std::io::copy(&mut i, &mut o)
             .ctx(|| format!("copying {} to {}", src.display(), dst.display()))?;
     } else {
@@ -229,7 +221,7 @@ pub fn copy_path(src: &Path, dst: &Path) -> Result<()> {
             rustix::fs::Mode::from_raw_mode(0o600),
             m.rdev(),
         )
-        .ctx(|| format!("creating {}", dst.display()))?;
+        .at("creating", dst)?;
     }
     copy_meta(src, dst, &m)
 }
@@ -241,7 +233,7 @@ pub fn remove_path(p: &Path) -> Result<()> {
 
 /// Set a directory's owner and mode to those of another.
 pub fn copy_dir_meta(src: &Path, dst: &Path) -> Result<()> {
-    let m = std::fs::symlink_metadata(src).ctx(|| format!("stat {}", src.display()))?;
+    let m = std::fs::symlink_metadata(src).at("stat", src)?;
     copy_meta(src, dst, &m)
 }
 

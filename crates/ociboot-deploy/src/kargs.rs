@@ -41,7 +41,7 @@ pub fn kargs_d_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).ctx(|| format!("reading {}", dir.display())),
+        Err(e) => return Err(e).at("reading", dir),
     };
     files.sort();
     Ok(files)
@@ -50,7 +50,7 @@ pub fn kargs_d_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// The kargs of one kargs.d file, split into words, or `None` if its `match-architectures`
 /// leaves `arch` out. An error names the file.
 pub fn kargs_file(f: &Path, arch: &str) -> Result<Option<Vec<String>>> {
-    let text = std::fs::read_to_string(f).ctx(|| format!("reading {}", f.display()))?;
+    let text = std::fs::read_to_string(f).at("reading", f)?;
     let k: KargsFile = toml::from_str(&text).map_err(|e| {
         Error::Invalid(format!(
             "/{KARGS_D}/{}: {e}",

@@ -255,7 +255,7 @@ pub fn run(root: &Path, skip: &[String]) -> Result<Report> {
                 root.display()
             )))
         }
-        Err(e) => return Err(e).ctx(|| format!("reading {}", root.display())),
+        Err(e) => return Err(e).at("reading", root),
     }
     let skipped = |l: &Lint| skip.iter().any(|s| s == l.name);
     let mut results = Vec::new();

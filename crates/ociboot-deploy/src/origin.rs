@@ -55,14 +55,14 @@ pub struct BootFiles {
 
 impl Origin {
     pub fn read(path: &Path) -> Result<Origin> {
-        let data = std::fs::read(path).ctx(|| format!("reading {}", path.display()))?;
+        let data = std::fs::read(path).at("reading", path)?;
         serde_json::from_slice(&data)
             .map_err(|e| Error::Invalid(format!("{}: malformed origin: {e}", path.display())))
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        let data = serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::Invalid(format!("serialising origin: {e}")))?;
+        let data =
+            serde_json::to_vec_pretty(self).map_err(ociboot_store::Error::serialize("origin"))?;
         ociboot_store::fsutil::write_atomic(path, &data)?;
         Ok(())
     }

@@ -79,7 +79,7 @@ pub fn prepare_root(physical: &Path, cmdline: &str) -> Result<Prepared> {
             return Err(Error::State(format!("{} is missing", p.display())));
         }
     }
-    std::fs::create_dir_all(&var).ctx(|| format!("creating {}", var.display()))?;
+    std::fs::create_dir_all(&var).at("creating", &var)?;
     bind(&var, &d.join("var"))?;
     bind(physical, &d.join("sysroot"))?;
     for api in API_MOUNTS {
@@ -88,7 +88,7 @@ pub fn prepare_root(physical: &Path, cmdline: &str) -> Result<Prepared> {
             continue;
         }
         let dst = d.join(api);
-        std::fs::create_dir_all(&dst).ctx(|| format!("creating {}", dst.display()))?;
+        std::fs::create_dir_all(&dst).at("creating", &dst)?;
         mount::mount_move(&src, &dst)
             .ctx(|| format!("moving {} to {}", src.display(), dst.display()))?;
     }
@@ -97,7 +97,7 @@ pub fn prepare_root(physical: &Path, cmdline: &str) -> Result<Prepared> {
 
 /// Step 4: make the prepared deployment `/` of this process (and, as PID 1, of the system).
 pub fn switch_root(p: &Prepared) -> Result<()> {
-    rustix::process::chdir(&p.root).ctx(|| format!("chdir {}", p.root.display()))?;
+    rustix::process::chdir(&p.root).at("chdir", &p.root)?;
     mount::mount_move(".", "/").ctx(|| format!("moving {} onto /", p.root.display()))?;
     rustix::process::chroot(".").ctx(|| "chroot into the deployment".to_string())?;
     rustix::process::chdir("/").ctx(|| "chdir /".to_string())?;

@@ -113,9 +113,9 @@ pub fn write_esp(
 
 fn copy_dir<T: fatfs::ReadWriteSeek>(dir: &fatfs::Dir<T>, src: &Path, what: &str) -> Result<()> {
     let mut names: Vec<_> = std::fs::read_dir(src)
-        .ctx(|| format!("reading {}", src.display()))?
+        .at("reading", src)?
         .collect::<io::Result<Vec<_>>>()
-        .ctx(|| format!("reading {}", src.display()))?;
+        .at("reading", src)?;
     names.sort_by_key(|e| e.file_name());
     for e in names {
         let p = e.path();
@@ -123,7 +123,7 @@ fn copy_dir<T: fatfs::ReadWriteSeek>(dir: &fatfs::Dir<T>, src: &Path, what: &str
             e.file_name().to_str().map(str::to_string).ok_or_else(|| {
                 Error::Invalid(format!("{}: not a valid FAT file name", p.display()))
             })?;
-        let ft = e.file_type().ctx(|| format!("reading {}", p.display()))?;
+        let ft = e.file_type().at("reading", &p)?;
         if ft.is_dir() {
             let sub = dir
                 .create_dir(&name)
@@ -133,12 +133,10 @@ fn copy_dir<T: fatfs::ReadWriteSeek>(dir: &fatfs::Dir<T>, src: &Path, what: &str
             let mut f = dir
                 .create_file(&name)
                 .ctx(|| format!("{what}: creating {}", p.display()))?;
-            let mut s = File::open(&p).ctx(|| format!("opening {}", p.display()))?;
+            let mut s = File::open(&p).at("opening", &p)?;
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = s
-                    .read(&mut buf)
-                    .ctx(|| format!("reading {}", p.display()))?;
+                let n = s.read(&mut buf).at("reading", &p)?;
                 if n == 0 {
                     break;
                 }
@@ -150,6 +148,7 @@ fn copy_dir<T: fatfs::ReadWriteSeek>(dir: &fatfs::Dir<T>, src: &Path, what: &str
                     };
                     Error::Io {
                         context: format!("{what}: writing {}{hint}", p.display()),
+                        path: Some(p.clone()),
                         source: e,
                     }
                 })?;

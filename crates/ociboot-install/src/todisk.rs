@@ -5,8 +5,9 @@
 //!   LBA 0         protective MBR
 //!   LBA 1..33     GPT header and entries
 //!   1 MiB         ESP (FAT32, type C12A7328-…): EFI/BOOT/BOOTX64.EFI and EFI/systemd/ (the
-//!                 image's systemd-boot), loader/loader.conf, loader/entries/ociboot-0.conf,
-//!                 ociboot/<stateroot>-<sum>/{vmlinuz,initramfs} (the image's kernel)
+//!                 image's systemd-boot), loader/loader.conf,
+//!                 loader/entries/ociboot-<stateroot>-<id>.conf, ociboot/<stateroot>-<bootcsum>/
+//!                 {vmlinuz-<kver>,initramfs-<kver>.img} (the image's kernel)
 //!   +512 MiB      root (ext4 with inline_data, type 4F68BCE3-… "root x86-64"): ociboot/store, the deployment,
 //!                 the stateroot's var, empty dev/ proc/ sys/ run/ for the initramfs
 //!   end - 33      backup GPT
@@ -93,7 +94,7 @@ fn check_target(file: &Path, wipe: bool) -> Result<Option<u64>> {
     let m = match std::fs::metadata(file) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).ctx(|| format!("reading {}", file.display())),
+        Err(e) => return Err(e).at("reading", file),
     };
     if !m.is_file() {
         return Err(Error::Invalid(format!(
@@ -108,7 +109,7 @@ fn check_target(file: &Path, wipe: bool) -> Result<Option<u64>> {
     let mut head = vec![0u8; MIB.min(m.len()) as usize];
     File::open(file)
         .and_then(|mut f| f.read_exact(&mut head))
-        .ctx(|| format!("reading {}", file.display()))?;
+        .at("reading", file)?;
     if !wipe && head.iter().any(|&b| b != 0) {
         return Err(Error::Invalid(format!(
             "{}: already holds data (a partition table or filesystem); pass --wipe to overwrite it",
@@ -145,10 +146,10 @@ fn configure_etc(d: &Deployment, esp_id: &str, ssh: Option<&str>) -> Result<()> 
         "# The EFI system partition: boot entries and kernels (written by ociboot install)\n\
          UUID={esp_id} /boot vfat umask=0077,shortname=winnt 0 0\n"
     ));
-    std::fs::write(&fstab, text).ctx(|| format!("writing {}", fstab.display()))?;
+    std::fs::write(&fstab, text).at("writing", &fstab)?;
     if let Some(keys) = ssh {
         let dir = etc.join("tmpfiles.d");
-        std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).at("creating", &dir)?;
         let mut arg = String::new();
         for c in keys.trim_end().chars() {
             match c {
@@ -164,14 +165,14 @@ fn configure_etc(d: &Deployment, esp_id: &str, ssh: Option<&str>) -> Result<()> 
              f+ /root/.ssh/authorized_keys 0600 root root - {arg}\n"
         );
         let p = dir.join("ociboot-root-ssh.conf");
-        std::fs::write(&p, conf).ctx(|| format!("writing {}", p.display()))?;
+        std::fs::write(&p, conf).at("writing", &p)?;
     }
     Ok(())
 }
 
 fn copy(src: &Path, dst: &Path) -> Result<()> {
     if let Some(p) = dst.parent() {
-        std::fs::create_dir_all(p).ctx(|| format!("creating {}", p.display()))?;
+        std::fs::create_dir_all(p).at("creating", p)?;
     }
     std::fs::copy(src, dst)
         .map(|_| ())
@@ -204,13 +205,13 @@ pub fn install_to_disk(
     let staging = tempfile::Builder::new()
         .prefix(".ociboot-install-")
         .tempdir_in(&parent)
-        .ctx(|| format!("creating a staging directory in {}", parent.display()))?;
+        .at("creating a staging directory in", &parent)?;
     let root = staging.path().join("root");
     let esp = staging.path().join("esp");
     for d in [&root, &esp] {
-        std::fs::create_dir(d).ctx(|| format!("creating {}", d.display()))?;
+        std::fs::create_dir(d).at("creating", d)?;
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .ctx(|| format!("chmod {}", d.display()))?;
+            .at("chmod", d)?;
     }
     let root_uuid = Guid::random()?;
     let mut idb = [0u8; 4];
@@ -315,10 +316,9 @@ pub fn install_to_disk(
         .write(true)
         .create_new(true)
         .open(&partial)
-        .ctx(|| format!("creating {}", partial.display()))?;
+        .at("creating", &partial)?;
     let result = (|| -> Result<()> {
-        disk.set_len(disk_size)
-            .ctx(|| format!("sizing {}", partial.display()))?;
+        disk.set_len(disk_size).at("sizing", &partial)?;
         gpt::write(
             &mut disk,
             disk_size,
@@ -360,8 +360,7 @@ pub fn install_to_disk(
             "ESP",
             &esp,
         )?;
-        disk.sync_all()
-            .ctx(|| format!("fsync {}", partial.display()))?;
+        disk.sync_all().at("fsync", &partial)?;
         std::fs::rename(&partial, file)
             .ctx(|| format!("renaming {} to {}", partial.display(), file.display()))?;
         ociboot_store::fsutil::fsync_dir(&parent)?;

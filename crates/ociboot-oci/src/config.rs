@@ -72,12 +72,7 @@ impl RegistriesConf {
             let text = match std::fs::read_to_string(f) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(Error::Io {
-                        context: format!("reading {}", f.display()),
-                        source: e,
-                    })
-                }
+                Err(e) => return Err(Error::at("reading", f, e)),
             };
             let parsed: ConfFile = toml::from_str(&text)
                 .map_err(|e| Error::Invalid(format!("{}: {e}", f.display())))?;
@@ -195,12 +190,7 @@ impl AuthFiles {
             let text = match std::fs::read(f) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(Error::Io {
-                        context: format!("reading auth file {}", f.display()),
-                        source: e,
-                    })
-                }
+                Err(e) => return Err(Error::at("reading auth file", f, e)),
             };
             let parsed: AuthFile = serde_json::from_slice(&text)
                 .map_err(|e| Error::Invalid(format!("auth file {}: {e}", f.display())))?;

@@ -2,6 +2,7 @@
 //! blob or file it is about.
 
 use std::io;
+use std::path::{Path, PathBuf};
 
 /// Errors of image references, transports and manifests. Every message names the image, blob
 /// or file it is about, so it can be shown to a user as it is.
@@ -23,9 +24,12 @@ pub enum Error {
     /// The registry or network failed (HTTP 5xx, connection refused, timeout).
     #[error("{0}")]
     Transport(String),
+    /// An I/O operation failed. `context` says what was being done (and names the file);
+    /// `path` is that file, when there is one, for callers that branch on it.
     #[error("{context}: {source}")]
     Io {
         context: String,
+        path: Option<PathBuf>,
         #[source]
         source: io::Error,
     },
@@ -56,7 +60,17 @@ impl Error {
         }
         Error::Io {
             context: context.to_string(),
+            path: None,
             source: e,
+        }
+    }
+
+    /// An I/O error while doing `verb` to the file `p`: "`verb` `p`: `source`".
+    pub fn at(verb: &str, p: &Path, source: io::Error) -> Self {
+        Error::Io {
+            context: format!("{verb} {}", p.display()),
+            path: Some(p.to_path_buf()),
+            source,
         }
     }
 }

@@ -22,6 +22,7 @@ fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
     } else {
         Error::Io {
             context: what.to_string(),
+            path: None,
             source: e,
         }
     }

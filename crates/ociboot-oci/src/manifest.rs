@@ -31,7 +31,8 @@ pub enum Compression {
     Zstd,
 }
 
-/// The compression of a layer media type, or an error for anything that is not a tar layer.
+/// The compression of a layer media type; `None` for anything that is not a tar layer (the
+/// caller decides whether that is an error).
 pub fn layer_compression(media_type: &str) -> Option<Compression> {
     match media_type {
         "application/vnd.oci.image.layer.v1.tar"

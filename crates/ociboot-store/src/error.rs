@@ -2,7 +2,7 @@
 //! it is about.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Errors of the content store. Messages name the image, blob or path concerned.
 #[derive(Debug, thiserror::Error)]
@@ -23,25 +23,85 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Usage(String),
+    /// Our own data could not be serialised: a bug, not damage to the store.
+    #[error("cannot serialise {what}: {source}")]
+    Serialize {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A worker thread panicked; `job` says what it was doing.
+    #[error("the {job} thread panicked: {payload}")]
+    WorkerPanicked { job: String, payload: String },
+    /// An I/O operation failed. `context` says what was being done (and names the file);
+    /// `path` is that file, when there is one, for callers that branch on it.
     #[error("{context}: {source}")]
     Io {
         context: String,
+        path: Option<PathBuf>,
         #[source]
         source: io::Error,
     },
 }
 
 impl Error {
+    /// An I/O error with what was being done, about no one file.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
             context: context.into(),
+            path: None,
             source,
         }
     }
 
+    /// An I/O error about the file `p`, the message naming only the file.
     pub fn path(p: impl Into<PathBuf>, source: io::Error) -> Self {
+        let p = p.into();
         Error::Io {
-            context: p.into().display().to_string(),
+            context: p.display().to_string(),
+            path: Some(p),
+            source,
+        }
+    }
+
+    /// An I/O error while doing `verb` to the file `p`: "`verb` `p`: `source`".
+    pub fn at(verb: &str, p: impl AsRef<Path>, source: io::Error) -> Self {
+        let p = p.as_ref();
+        Error::Io {
+            context: format!("{verb} {}", p.display()),
+            path: Some(p.to_path_buf()),
+            source,
+        }
+    }
+
+    /// The file an I/O error is about, if it names one.
+    pub fn io_path(&self) -> Option<&Path> {
+        match self {
+            Error::Io { path, .. } => path.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// `what: ` in front of an I/O error's context; other errors are returned as they are.
+    pub(crate) fn annotate(self, what: &str) -> Self {
+        match self {
+            Error::Io {
+                context,
+                path,
+                source,
+            } => Error::Io {
+                context: format!("{what}: {context}"),
+                path,
+                source,
+            },
+            o => o,
+        }
+    }
+
+    /// For `map_err`: `what` (our own data) could not be serialised.
+    pub fn serialize(what: &str) -> impl FnOnce(serde_json::Error) -> Self + '_ {
+        move |source| Error::Serialize {
+            what: what.to_string(),
             source,
         }
     }
@@ -54,7 +114,11 @@ impl Error {
                 return Error::Source(ociboot_oci::Error::from_io(what, e));
             }
         }
-        Error::io(what, e)
+        // A store error carried through a reader (a worker's panic) is reported as it is.
+        match e.downcast::<Error>() {
+            Ok(own) => own,
+            Err(e) => Error::io(what, e),
+        }
     }
 }
 
@@ -66,19 +130,89 @@ impl From<rustix::io::Errno> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Attach context to rustix and std I/O results.
-pub(crate) trait IoContext<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+/// The result of joining a worker thread: a panic becomes [`Error::WorkerPanicked`] naming the
+/// worker's `job` (e.g. "object writer for layer sha256:…") and the panic's message.
+pub fn join_worker<T>(joined: std::thread::Result<T>, job: impl FnOnce() -> String) -> Result<T> {
+    joined.map_err(|payload| {
+        let payload = if let Some(s) = payload.downcast_ref::<&str>() {
+            s.to_string()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "(no message)".to_string()
+        };
+        Error::WorkerPanicked {
+            job: job(),
+            payload,
+        }
+    })
 }
 
-impl<T> IoContext<T> for std::result::Result<T, io::Error> {
+/// Attach context to rustix and std I/O results.
+pub(crate) trait IoContext<T> {
+    /// What was being done, when it is about no one file (or about several).
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+    /// Doing `verb` to the file `p`: the message says "`verb` `p`", and the error carries `p`.
+    fn at(self, verb: &str, p: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T, E: Into<io::Error>> IoContext<T> for std::result::Result<T, E> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::io(what(), e))
+        self.map_err(|e| Error::io(what(), e.into()))
+    }
+
+    fn at(self, verb: &str, p: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::at(verb, p, e.into()))
     }
 }
 
-impl<T> IoContext<T> for std::result::Result<T, rustix::io::Errno> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::io(what(), e.into()))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_panic_is_one_error_naming_the_job() {
+        let h = std::thread::spawn(|| -> u32 { panic!("boom {}", 1) });
+        let e = join_worker(h.join(), || "object writer for layer x".into()).unwrap_err();
+        assert!(matches!(e, Error::WorkerPanicked { .. }));
+        assert_eq!(
+            e.to_string(),
+            "the object writer for layer x thread panicked: boom 1"
+        );
+        let ok = join_worker(std::thread::spawn(|| 7).join(), || unreachable!());
+        assert_eq!(ok.unwrap(), 7);
+    }
+
+    #[test]
+    fn a_serialisation_failure_is_not_corruption() {
+        let mut m = std::collections::BTreeMap::new();
+        m.insert((1, 2), 3); // JSON map keys must be strings
+        let e = serde_json::to_vec(&m)
+            .map_err(Error::serialize("image record"))
+            .unwrap_err();
+        assert!(matches!(e, Error::Serialize { .. }));
+        let msg = e.to_string();
+        assert!(msg.starts_with("cannot serialise image record: "), "{msg}");
+        assert!(!msg.contains("corrupt"), "{msg}");
+    }
+
+    #[test]
+    fn io_errors_carry_the_path() {
+        let nf = || io::Error::from(io::ErrorKind::NotFound);
+        let e = Error::at("reading", "/x/y", nf());
+        assert_eq!(e.io_path(), Some(Path::new("/x/y")));
+        assert!(e.to_string().starts_with("reading /x/y: "), "{e}");
+        let e = Error::path("/z", nf()).annotate("layer l");
+        assert_eq!(e.io_path(), Some(Path::new("/z")));
+        assert!(e.to_string().starts_with("layer l: /z: "), "{e}");
+        assert_eq!(Error::io("dup", nf()).io_path(), None);
+        let streamed = io::Error::other(Error::WorkerPanicked {
+            job: "j".into(),
+            payload: "p".into(),
+        });
+        assert!(matches!(
+            Error::stream("w", streamed),
+            Error::WorkerPanicked { .. }
+        ));
     }
 }

@@ -9,14 +9,14 @@ use crate::error::{Error, IoContext, Result};
 
 /// fsync a directory so that renames and creations in it are durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    let f = File::open(dir).ctx(|| format!("opening {}", dir.display()))?;
-    f.sync_all().ctx(|| format!("fsync {}", dir.display()))
+    let f = File::open(dir).at("opening", dir)?;
+    f.sync_all().at("fsync", dir)
 }
 
 /// Flush everything written to the filesystem holding `path`.
 pub fn syncfs(path: &Path) -> Result<()> {
-    let f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
-    rustix::fs::syncfs(f.as_fd()).ctx(|| format!("syncfs {}", path.display()))
+    let f = File::open(path).at("opening", path)?;
+    rustix::fs::syncfs(f.as_fd()).at("syncfs", path)
 }
 
 /// Atomically replace `dest` with `data`: a new file beside it, fsynced, renamed over `dest`,
@@ -34,10 +34,9 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
         name.to_string_lossy()
     ));
     {
-        let mut f = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-        f.write_all(data)
-            .ctx(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+        let mut f = File::create(&tmp).at("creating", &tmp)?;
+        f.write_all(data).at("writing", &tmp)?;
+        f.sync_all().at("fsync", &tmp)?;
     }
     std::fs::rename(&tmp, dest)
         .ctx(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
@@ -46,16 +45,14 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
 
 /// Create a directory (and parents) if missing.
 pub fn ensure_dir(p: &Path) -> Result<()> {
-    std::fs::create_dir_all(p).ctx(|| format!("creating {}", p.display()))
+    std::fs::create_dir_all(p).at("creating", p)
 }
 
 /// Remove a file or a whole directory tree if it exists.
 pub fn remove_any(p: &Path) -> Result<()> {
     match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => {
-            std::fs::remove_dir_all(p).ctx(|| format!("removing {}", p.display()))
-        }
-        Ok(_) => std::fs::remove_file(p).ctx(|| format!("removing {}", p.display())),
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p).at("removing", p),
+        Ok(_) => std::fs::remove_file(p).at("removing", p),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::path(p, e)),
     }
@@ -86,7 +83,7 @@ pub fn disk_usage(p: &Path) -> Result<u64> {
     };
     let mut total = own;
     for e in rd {
-        let e = e.ctx(|| format!("reading {}", p.display()))?;
+        let e = e.at("reading", p)?;
         total += disk_usage(&e.path())?;
     }
     Ok(total)

@@ -14,7 +14,7 @@ use std::io::{self, Read};
 use ociboot_oci::{Compression, Sha256Digest};
 use sha2::Digest as _;
 
-use crate::error::{Error, Result};
+use crate::error::{join_worker, Error, Result};
 use crate::objects::{ObjectId, Staging, INLINE_MAX};
 use crate::tree::{normalize_entry_path, show, Content, LayerOp, Meta, Node};
 
@@ -65,10 +65,8 @@ pub fn import_layer<R: Read>(
             compression,
             Parser::new(tx, what, compression == Compression::None),
         );
-        let ids = match writer.join() {
-            Ok(r) => r,
-            Err(p) => std::panic::resume_unwind(p),
-        };
+        let ids =
+            join_worker(writer.join(), || format!("object writer for {what}")).and_then(|r| r);
         let (mut layer, pending) = match (parsed, ids) {
             (Ok(p), Ok(ids)) => {
                 let (layer, pending) = p;
@@ -135,7 +133,7 @@ fn parse_layer<R: Read>(
     drop(p);
     // The tar end marker may be followed by padding: it is part of the diff_id.
     io::copy(&mut hashing, &mut io::sink()).map_err(|e| tar_err(what, e))?;
-    let (digest, uncompressed_size, dec) = hashing.finish();
+    let (digest, uncompressed_size, dec) = hashing.finish()?;
     dec.drain_inner().map_err(|e| tar_err(what, e))?;
     Ok((
         ImportedLayer {
@@ -166,9 +164,9 @@ impl From<WriterGone> for EntryError {
 
 fn tar_err(what: &str, e: io::Error) -> Error {
     match Error::stream(what, e) {
-        Error::Io { context, source } => {
-            Error::Layer(format!("{context}: malformed or truncated layer: {source}"))
-        }
+        Error::Io {
+            context, source, ..
+        } => Error::Layer(format!("{context}: malformed or truncated layer: {source}")),
         other => other,
     }
 }

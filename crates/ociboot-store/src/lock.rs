@@ -25,7 +25,7 @@ pub fn acquire(path: &Path, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<L
         .create(true)
         .truncate(false)
         .open(path)
-        .ctx(|| format!("opening lock {}", path.display()))?;
+        .at("opening lock", path)?;
     let (try_op, op) = if exclusive {
         (
             FlockOperation::NonBlockingLockExclusive,
@@ -46,7 +46,7 @@ pub fn acquire(path: &Path, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<L
         } else {
             holder
         });
-        rustix::fs::flock(&f, op).ctx(|| format!("locking {}", path.display()))?;
+        rustix::fs::flock(&f, op).at("locking", path)?;
     }
     if exclusive {
         let args: Vec<String> = std::env::args().collect();

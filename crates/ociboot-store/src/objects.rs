@@ -129,7 +129,7 @@ fn open_dir(p: &Path) -> Result<OwnedFd> {
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .ctx(|| format!("opening {}", p.display()))
+    .at("opening", p)
 }
 
 impl Staging {
@@ -297,13 +297,7 @@ impl Staging {
     }
 
     fn finish_meta(&self, f: &File, meta: &Meta, what: &str) -> Result<()> {
-        apply_meta_created(f, meta, self.umask, self.euid, self.egid).map_err(|e| match e {
-            Error::Io { context, source } => Error::Io {
-                context: format!("{what}: {context}"),
-                source,
-            },
-            e => e,
-        })
+        apply_meta_created(f, meta, self.umask, self.euid, self.egid).map_err(|e| e.annotate(what))
     }
 
     /// The objects this import added.
@@ -321,8 +315,7 @@ impl Staging {
     /// Make the new objects durable. The caller records the layer only after this returns.
     pub fn commit(mut self) -> Result<ImportStats> {
         self.stop_syncer();
-        rustix::fs::syncfs(&self.objects_fd)
-            .ctx(|| format!("syncfs {}", self.objects.display()))?;
+        rustix::fs::syncfs(&self.objects_fd).at("syncfs", &self.objects)?;
         Ok(self.stats)
     }
 
@@ -436,14 +429,12 @@ pub fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
 /// Recompute the id of an object file from its content and metadata.
 pub fn verify_object(path: &Path) -> Result<ObjectId> {
     use std::os::unix::fs::MetadataExt;
-    let mut f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
-    let md = f.metadata().ctx(|| format!("stat {}", path.display()))?;
+    let mut f = File::open(path).at("opening", path)?;
+    let md = f.metadata().at("stat", path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 128 << 10];
     loop {
-        let n = f
-            .read(&mut buf)
-            .ctx(|| format!("reading {}", path.display()))?;
+        let n = f.read(&mut buf).at("reading", path)?;
         if n == 0 {
             break;
         }

@@ -106,8 +106,8 @@ impl Store {
         // Anything in tmp/ belongs to a process that died while holding this lock: its content
         // may not even be on disk. Nothing refers to it.
         let tmp = root.join("tmp");
-        for e in std::fs::read_dir(&tmp).ctx(|| format!("reading {}", tmp.display()))? {
-            let e = e.ctx(|| format!("reading {}", tmp.display()))?;
+        for e in std::fs::read_dir(&tmp).at("reading", &tmp)? {
+            let e = e.at("reading", &tmp)?;
             remove_any(&e.path())?;
         }
         let store = Store {

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType, Mode as Mode_, OFlags, Timespec, Timestamps};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{join_worker, Error, IoContext, Result};
 use crate::objects::{apply_meta_fd, ObjectId};
 use crate::store::Store;
 use crate::tree::{show, Content, Meta, Node, Tree};
@@ -98,7 +98,7 @@ pub fn unpack_with(store: &Store, tree: &Tree, dest: &Path, mode: Mode) -> Resul
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir(dest).ctx(|| format!("creating {}", dest.display()))?;
+            std::fs::create_dir(dest).at("creating", dest)?;
         }
         Err(e) => return Err(Error::path(dest, e)),
     }
@@ -107,14 +107,14 @@ pub fn unpack_with(store: &Store, tree: &Tree, dest: &Path, mode: Mode) -> Resul
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
         Mode_::empty(),
     )
-    .ctx(|| format!("opening {}", dest.display()))?;
+    .at("opening", dest)?;
     let objects = store.objects_dir();
     let objects_fd = rustix::fs::open(
         &objects,
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
         Mode_::empty(),
     )
-    .ctx(|| format!("opening {}", objects.display()))?;
+    .at("opening", &objects)?;
     let mut ctx = Ctx {
         store,
         mode,
@@ -144,8 +144,7 @@ pub fn unpack_with(store: &Store, tree: &Tree, dest: &Path, mode: Mode) -> Resul
         }
     }
     apply_meta_fd(&root, &tree.root.meta)?;
-    rustix::fs::futimens(&root, &times(tree.root.meta.mtime))
-        .ctx(|| format!("setting times of {}", dest.display()))?;
+    rustix::fs::futimens(&root, &times(tree.root.meta.mtime)).at("setting times of", dest)?;
     Ok(ctx.stats)
 }
 
@@ -260,8 +259,8 @@ impl<'a> Ctx<'a> {
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Corrupt("unpack worker panicked".into())))
+                    join_worker(h.join(), || "unpack worker (hardlinked subtrees)".into())
+                        .and_then(|r| r)
                 })
                 .collect()
         });
@@ -452,7 +451,7 @@ impl<'a> Ctx<'a> {
                         object.hex()
                     )));
                 }
-                apply_meta_fd(&out, m).map_err(|e| annotate(e, &what))?;
+                apply_meta_fd(&out, m).map_err(|e| e.annotate(&what))?;
                 rustix::fs::futimens(out.as_fd(), &times(m.mtime))
                     .ctx(|| format!("setting times of {what}"))?;
                 self.stats.bytes += n;
@@ -520,17 +519,7 @@ fn finish_dir(fd: &OwnedFd, m: &Meta, fix: DirFix, what: &str) -> Result<()> {
             .ctx(|| format!("chmod {what} {:o}", m.mode))?;
     }
     if !m.xattrs.is_empty() {
-        crate::objects::set_xattrs_fd(fd, &m.xattrs).map_err(|e| annotate(e, what))?;
+        crate::objects::set_xattrs_fd(fd, &m.xattrs).map_err(|e| e.annotate(what))?;
     }
     rustix::fs::futimens(fd, &times(m.mtime)).ctx(|| format!("setting times of {what}"))
-}
-
-fn annotate(e: Error, what: &str) -> Error {
-    match e {
-        Error::Io { context, source } => Error::Io {
-            context: format!("{what}: {context}"),
-            source,
-        },
-        o => o,
-    }
 }

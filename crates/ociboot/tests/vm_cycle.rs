@@ -319,7 +319,7 @@ umount /mnt
         "the system came up anyway"
     );
 
-    eprintln!(
+    let summary = format!(
         "vm_cycle summary: accelerator {:?}; images built/cached in {:.1} s; install to-disk {:.1} s; \
          disk image {} MiB ({} MiB allocated); root set-up at boot {:.1} ms (boot 1); total {:.1} s",
         vm.accel,
@@ -330,7 +330,5 @@ umount /mnt
         setup_ms,
         t0.elapsed().as_secs_f64()
     );
-    for l in &vm.timings {
-        eprintln!("vm_cycle:   {l}");
-    }
+    report(&summary, &vm.timings, "vm_cycle");
 }

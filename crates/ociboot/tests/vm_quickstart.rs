@@ -189,15 +189,13 @@ fn vm_quickstart_from_the_readme() {
     );
     assert_eq!(b.version(&b.status(0), "booted"), "1", "rolled back to 1");
 
-    eprintln!(
+    let summary = format!(
         "vm_quickstart summary: accelerator {:?}; host block 1 {t_host1:.1} s (base image, \
          registry, build, push, install to-disk); host block 2 {t_host2:.1} s (rebuild, push); \
          total {:.1} s",
         vm.accel,
         t0.elapsed().as_secs_f64()
     );
-    for l in &vm.timings {
-        eprintln!("vm_quickstart:   {l}");
-    }
+    report(&summary, &vm.timings, "vm_quickstart");
     let _ = std::fs::remove_dir_all(&my_os);
 }

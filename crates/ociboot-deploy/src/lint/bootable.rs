@@ -138,10 +138,7 @@ fn kver(name: &std::ffi::OsStr) -> String {
 }
 
 fn io(path: &Path, source: std::io::Error) -> NotBootable {
-    NotBootable::Io(crate::Error::Io {
-        context: format!("reading {}", path.display()),
-        source,
-    })
+    NotBootable::Io(crate::Error::at("reading", path, source))
 }
 
 #[cfg(test)]

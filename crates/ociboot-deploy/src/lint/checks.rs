@@ -98,8 +98,7 @@ pub(super) fn var_run(root: &Path) -> Result<Option<Problem>> {
         };
         let ft = f.meta.file_type();
         if ft.is_symlink() {
-            let target =
-                std::fs::read_link(&f.path).ctx(|| format!("readlink {}", f.path.display()))?;
+            let target = std::fs::read_link(&f.path).at("readlink", &f.path)?;
             if lexical_target(Path::new("/var"), &target) != Path::new(want) {
                 bad.push(|| format!("/{rel} -> {}: not a symlink to {want}", target.display()));
             }

@@ -38,7 +38,7 @@ pub(crate) fn lookup(root: &Path, rel: &Path, follow_last: bool) -> Result<Optio
         let m = match std::fs::symlink_metadata(&host) {
             Ok(m) => m,
             Err(e) if is_missing(&e) => return Ok(None),
-            Err(e) => return Err(e).ctx(|| format!("stat {}", host.display())),
+            Err(e) => return Err(e).at("stat", &host),
         };
         if m.file_type().is_symlink() && (follow_last || !todo.is_empty()) {
             links += 1;
@@ -48,8 +48,7 @@ pub(crate) fn lookup(root: &Path, rel: &Path, follow_last: bool) -> Result<Optio
                     root.join(rel).display()
                 )));
             }
-            let target =
-                std::fs::read_link(&host).ctx(|| format!("readlink {}", host.display()))?;
+            let target = std::fs::read_link(&host).at("readlink", &host)?;
             if target.is_absolute() {
                 done.clear();
             }
@@ -63,7 +62,7 @@ pub(crate) fn lookup(root: &Path, rel: &Path, follow_last: bool) -> Result<Optio
     }
     let mut path = root.to_path_buf();
     path.extend(&done);
-    let meta = std::fs::symlink_metadata(&path).ctx(|| format!("stat {}", path.display()))?;
+    let meta = std::fs::symlink_metadata(&path).at("stat", &path)?;
     Ok(Some(Found { path, meta }))
 }
 

@@ -65,11 +65,8 @@ pub(crate) fn walk(
         var: want(WalkLint::Var),
     };
     let dir_flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
-    let fd = rustix::fs::open(root, dir_flags, Mode::empty())
-        .ctx(|| format!("opening {}", root.display()))?;
-    let dev = rustix::fs::fstat(&fd)
-        .ctx(|| format!("stat {}", root.display()))?
-        .st_dev;
+    let fd = rustix::fs::open(root, dir_flags, Mode::empty()).at("opening", root)?;
+    let dev = rustix::fs::fstat(&fd).at("stat", root)?.st_dev;
     let names = list(&fd, root, b"")?;
     let mut stack = vec![Frame {
         fd,
@@ -96,7 +93,7 @@ pub(crate) fn walk(
         let st = match rustix::fs::statat(&top.fd, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(rustix::io::Errno::NOENT) => continue, // removed since listed
-            Err(e) => return Err(e).ctx(|| format!("stat {}", host(root, &rel).display())),
+            Err(e) => return Err(e).at("stat", host(root, &rel)),
         };
         let ft = FileType::from_raw_mode(st.st_mode);
         found.visit(&rel, name.to_bytes(), ft, st.st_mode, st.st_size);
@@ -110,8 +107,11 @@ pub(crate) fn walk(
             too_deep.push(|| display_rel(&rel));
             continue;
         }
-        let sub = rustix::fs::openat(&top.fd, &name, dir_flags | OFlags::NOFOLLOW, Mode::empty())
-            .ctx(|| format!("opening {}", host(root, &rel).display()))?;
+        let sub =
+            match rustix::fs::openat(&top.fd, &name, dir_flags | OFlags::NOFOLLOW, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(e) => return Err(e).at("opening", host(root, &rel)),
+            };
         let names = list(&sub, root, &rel)?;
         stack.push(Frame {
             fd: sub,

@@ -102,7 +102,7 @@ impl Sysroot {
         let kernel_sum = bls::kernel_sum(&tree);
         let (id, serial) = self.next_id(stateroot, digest);
         let dir = self.deploy_dir(stateroot);
-        std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).at("creating", &dir)?;
         let var = etc_to_usr_etc(&mut tree)?;
         let partial = dir.join(format!("{id}.partial"));
         ociboot_store::fsutil::remove_any(&partial)?;

@@ -52,7 +52,7 @@ impl Sysroot {
         let store = Store::open_read(&self.root, &|_| {})?;
         let mut tree = store.tree(&d.origin.manifest_digest)?;
         let var = image_var(&mut tree)?;
-        std::fs::create_dir_all(&self.run).ctx(|| format!("creating {}", self.run.display()))?;
+        std::fs::create_dir_all(&self.run).at("creating", &self.run)?;
         let scratch = self.run.join(format!("var-image-{}", std::process::id()));
         fstree::remove_path(&scratch)?;
         let res = (|| {

@@ -40,9 +40,11 @@ fn scan_etc_while<T>(booted: &Deployment, work: impl FnOnce() -> T) -> (Result<(
     std::thread::scope(|s| {
         let scans = s.spawn(|| Ok::<_, Error>((fstree::scan(&orig)?, fstree::scan(&live)?)));
         let done = work();
-        let scans = scans
-            .join()
-            .unwrap_or_else(|_| Err(Error::State("scanning /etc panicked".into())));
+        let scans = ociboot_store::error::join_worker(scans.join(), || {
+            format!("/etc scanner for {}", booted.key())
+        })
+        .map_err(Error::from)
+        .and_then(|r| r);
         (scans, done)
     })
 }
@@ -85,7 +87,7 @@ impl Sysroot {
         // Where the initramfs moves /dev, /proc, /sys and /run before running init=.
         for api in ["dev", "proc", "sys", "run"] {
             let p = self.root.join(api);
-            std::fs::create_dir_all(&p).ctx(|| format!("creating {}", p.display()))?;
+            std::fs::create_dir_all(&p).at("creating", &p)?;
         }
         let image_kargs = kargs::image_kargs(&co.root)?;
         let mut all = Vec::new();
@@ -156,7 +158,7 @@ impl Sysroot {
             .write(&self.origin_path(&stateroot, &co.id))
             .map_err(cleanup)?;
         hit("stage-deployed");
-        std::fs::create_dir_all(&self.run).ctx(|| format!("creating {}", self.run.display()))?;
+        std::fs::create_dir_all(&self.run).at("creating", &self.run)?;
         self.write_staged(&StagedInfo {
             stateroot: stateroot.clone(),
             id: co.id.clone(),
@@ -205,8 +207,7 @@ impl Sysroot {
         }
         let booted = state.booted().cloned().ok_or_else(not_booted)?;
         // Never retried: if this is interrupted, the old deployment boots.
-        std::fs::remove_file(self.staged_file())
-            .ctx(|| format!("removing {}", self.staged_file().display()))?;
+        std::fs::remove_file(self.staged_file()).at("removing", self.staged_file())?;
         ociboot_store::fsutil::fsync_dir(&self.run)?;
         hit("finalize-unlinked");
         // /etc as it is at this moment, into a fresh copy of the new pristine /etc, swapped in.
@@ -219,7 +220,7 @@ impl Sysroot {
             if usr_etc.is_dir() {
                 fstree::copy_path(&usr_etc, &new_etc)
             } else {
-                std::fs::create_dir(&new_etc).ctx(|| format!("creating {}", new_etc.display()))
+                std::fs::create_dir(&new_etc).at("creating", &new_etc)
             }
         });
         copied?;
@@ -265,8 +266,7 @@ impl Sysroot {
         }
         // A staged deployment is dropped (the GC removes its directory later).
         if state.staged.is_some() {
-            std::fs::remove_file(self.staged_file())
-                .ctx(|| format!("removing {}", self.staged_file().display()))?;
+            std::fs::remove_file(self.staged_file()).at("removing", self.staged_file())?;
         }
         self.write_entries(&order, "rollback-entries-synced")?;
         Ok(reverting)

@@ -9,7 +9,7 @@
 use super::{split_key, Deployment, StagedInfo, Sysroot};
 use crate::bls::{self, Entry};
 use crate::cmdline;
-use crate::error::{Error, Result};
+use crate::error::{Ctx, Error, Result};
 use crate::origin::Origin;
 
 /// What is on disk now.
@@ -84,17 +84,11 @@ impl Sysroot {
             let d = self.deployment(&key)?;
             entries.push((e, d));
         }
-        let staged = match std::fs::read(self.staged_file()) {
-            Ok(data) => {
-                let info: StagedInfo = serde_json::from_slice(&data).map_err(|e| {
-                    Error::Invalid(format!("{}: {e}", self.staged_file().display()))
-                })?;
-                self.deployment(&format!("{}/{}", info.stateroot, info.id))
-                    .ok()
-                    .map(|d| (d, info))
-            }
-            Err(_) => None,
-        };
+        let staged = self.read_staged()?.and_then(|info| {
+            self.deployment(&format!("{}/{}", info.stateroot, info.id))
+                .ok()
+                .map(|d| (d, info))
+        });
         let booted = cmdline::deployment_key(cmdline)
             .filter(|k| entries.iter().any(|(_, d)| d.key() == *k))
             .map(str::to_string);
@@ -105,9 +99,24 @@ impl Sysroot {
         })
     }
 
+    /// `<run>/staged.json`: `None` only when there is no such file; any other failure to read
+    /// or parse it is an error naming it.
+    fn read_staged(&self) -> Result<Option<StagedInfo>> {
+        let p = self.staged_file();
+        let data = match std::fs::read(&p) {
+            Ok(data) => data,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).at("reading", &p),
+        };
+        serde_json::from_slice(&data)
+            .map(Some)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))
+    }
+
     /// Replace `<run>/staged.json` (new file, fsync, rename).
     pub(super) fn write_staged(&self, info: &StagedInfo) -> Result<()> {
-        let data = serde_json::to_vec(info).map_err(|e| Error::Invalid(e.to_string()))?;
+        let data =
+            serde_json::to_vec(info).map_err(ociboot_store::Error::serialize("staged.json"))?;
         ociboot_store::fsutil::write_atomic(&self.staged_file(), &data)?;
         Ok(())
     }
@@ -153,6 +162,24 @@ mod tests {
         assert_eq!(st.booted().unwrap().id, "a.0");
         assert!(st.rollback().is_none() && !st.rollback_queued());
         assert!(st.staged.is_none());
+    }
+
+    #[test]
+    fn only_a_missing_staged_json_means_nothing_staged() {
+        let (_d, s) = fake_sysroot(&["a.0"]);
+        write_order(&s, &["a.0"]);
+        assert!(s.state_booted_by("").unwrap().staged.is_none());
+        // Unreadable (a directory where the file should be): an error naming the file.
+        std::fs::create_dir_all(s.staged_file()).unwrap();
+        let err = s.state_booted_by("").unwrap_err();
+        assert!(matches!(&err, Error::Io { .. }), "{err}");
+        assert_eq!(err.io_path(), Some(s.staged_file().as_path()));
+        assert!(err.to_string().contains("staged.json"), "{err}");
+        // Unparsable: an error naming the file too.
+        std::fs::remove_dir(s.staged_file()).unwrap();
+        std::fs::write(s.staged_file(), b"{not json").unwrap();
+        let err = s.state_booted_by("").unwrap_err();
+        assert!(err.to_string().contains("staged.json"), "{err}");
     }
 
     #[test]

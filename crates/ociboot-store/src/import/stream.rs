@@ -98,10 +98,22 @@ impl<R: Read> StreamHasher<R> {
     }
 
     /// The diff_id (when hashing), the stream's length and the inner reader.
-    pub(super) fn finish(mut self) -> (Option<Sha256Digest>, u64, R) {
+    pub(super) fn finish(mut self) -> crate::Result<(Option<Sha256Digest>, u64, R)> {
+        let digest = self.join_hasher()?;
+        Ok((digest, self.count, self.inner))
+    }
+
+    /// Stop feeding the hasher and take its digest (`None` when not hashing).
+    fn join_hasher(&mut self) -> crate::Result<Option<Sha256Digest>> {
         self.tx = None;
-        let digest = self.worker.take().and_then(|w| w.join().ok());
-        (digest, self.count, self.inner)
+        let job = || match &self.expect {
+            Some((_, _, what)) => format!("blob hasher for {what}"),
+            None => "diff_id hasher".to_string(),
+        };
+        self.worker
+            .take()
+            .map(|w| crate::error::join_worker(w.join(), job))
+            .transpose()
     }
 
     fn refill(&mut self) -> io::Result<()> {
@@ -135,8 +147,7 @@ impl<R: Read> StreamHasher<R> {
                         format!("truncated blob: got {} of {size} bytes", self.count),
                     ));
                 }
-                self.tx = None;
-                let got = self.worker.take().and_then(|w| w.join().ok());
+                let got = self.join_hasher().map_err(io::Error::other)?;
                 if got != Some(digest) {
                     let got = got
                         .map(|d| d.to_string())
@@ -283,10 +294,10 @@ mod tests {
         let data = blob();
         let mut h = StreamHasher::new(&data[..], true);
         assert_eq!(read_all(&mut h).unwrap().len(), data.len());
-        let (digest, count, _) = h.finish();
+        let (digest, count, _) = h.finish().unwrap();
         assert_eq!(digest, Some(Sha256Digest::of(&data)));
         assert_eq!(count, data.len() as u64);
-        let (digest, count, _) = StreamHasher::new(&data[..10], false).finish();
+        let (digest, count, _) = StreamHasher::new(&data[..10], false).finish().unwrap();
         assert_eq!((digest, count), (None, 0));
     }
 

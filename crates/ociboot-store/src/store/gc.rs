@@ -37,10 +37,8 @@ impl Store {
     ) -> Result<HashSet<ObjectId>> {
         let layers_dir = self.root.join("layers");
         let mut live = HashSet::new();
-        for e in
-            std::fs::read_dir(&layers_dir).ctx(|| format!("reading {}", layers_dir.display()))?
-        {
-            let e = e.ctx(|| format!("reading {}", layers_dir.display()))?;
+        for e in std::fs::read_dir(&layers_dir).at("reading", &layers_dir)? {
+            let e = e.at("reading", &layers_dir)?;
             let n = e.file_name().to_string_lossy().to_string();
             let Some(d) = Sha256Digest::from_hex(&n) else {
                 continue;
@@ -65,7 +63,7 @@ impl Store {
         let mut removed = 0;
         self.for_each_object(&mut |id, path, _| {
             if !live.contains(&id) {
-                std::fs::remove_file(path).ctx(|| format!("removing {}", path.display()))?;
+                std::fs::remove_file(path).at("removing", path)?;
                 removed += 1;
             }
             Ok(())
@@ -99,7 +97,7 @@ impl Store {
     pub fn remove_ref(&self, r: &ImageReference) -> Result<()> {
         self.ensure_writable()?;
         let p = self.ref_path(r);
-        std::fs::remove_file(&p).ctx(|| format!("removing {}", p.display()))?;
+        std::fs::remove_file(&p).at("removing", &p)?;
         fsync_dir(&self.root.join("refs"))
     }
 
@@ -115,10 +113,8 @@ impl Store {
         }
         let images_dir = self.root.join("images");
         let mut live_layers: BTreeSet<Sha256Digest> = BTreeSet::new();
-        for e in
-            std::fs::read_dir(&images_dir).ctx(|| format!("reading {}", images_dir.display()))?
-        {
-            let e = e.ctx(|| format!("reading {}", images_dir.display()))?;
+        for e in std::fs::read_dir(&images_dir).at("reading", &images_dir)? {
+            let e = e.at("reading", &images_dir)?;
             let n = e.file_name().to_string_lossy().to_string();
             match Sha256Digest::from_hex(&n) {
                 Some(d) if live_images.contains(&d) => {
@@ -135,10 +131,8 @@ impl Store {
         }
         fsync_dir(&images_dir)?;
         let layers_dir = self.root.join("layers");
-        for e in
-            std::fs::read_dir(&layers_dir).ctx(|| format!("reading {}", layers_dir.display()))?
-        {
-            let e = e.ctx(|| format!("reading {}", layers_dir.display()))?;
+        for e in std::fs::read_dir(&layers_dir).at("reading", &layers_dir)? {
+            let e = e.at("reading", &layers_dir)?;
             let n = e.file_name().to_string_lossy().to_string();
             if !Sha256Digest::from_hex(&n).is_some_and(|d| live_layers.contains(&d)) {
                 report.bytes += disk_usage(&e.path())?;
@@ -150,7 +144,7 @@ impl Store {
         let live_objects = self.recorded_objects(None)?;
         self.for_each_object(&mut |id, path, meta| {
             if !live_objects.contains(&id) {
-                std::fs::remove_file(path).ctx(|| format!("removing {}", path.display()))?;
+                std::fs::remove_file(path).at("removing", path)?;
                 report.objects += 1;
                 // Count the space really freed: the last link of the file.
                 if std::os::unix::fs::MetadataExt::nlink(meta) <= 1 {
@@ -169,16 +163,15 @@ impl Store {
         f: &mut dyn FnMut(ObjectId, &Path, &std::fs::Metadata) -> Result<()>,
     ) -> Result<()> {
         let objects = self.objects_dir();
-        for sub in std::fs::read_dir(&objects).ctx(|| format!("reading {}", objects.display()))? {
-            let sub = sub.ctx(|| format!("reading {}", objects.display()))?;
+        for sub in std::fs::read_dir(&objects).at("reading", &objects)? {
+            let sub = sub.at("reading", &objects)?;
             let subname = sub.file_name().to_string_lossy().to_string();
-            for e in
-                std::fs::read_dir(sub.path()).ctx(|| format!("reading {}", sub.path().display()))?
-            {
-                let e = e.ctx(|| format!("reading {}", sub.path().display()))?;
+            let sub_dir = sub.path();
+            for e in std::fs::read_dir(&sub_dir).at("reading", &sub_dir)? {
+                let e = e.at("reading", &sub_dir)?;
                 let p = e.path();
                 let name = e.file_name().to_string_lossy().to_string();
-                let meta = std::fs::symlink_metadata(&p).ctx(|| format!("stat {}", p.display()))?;
+                let meta = std::fs::symlink_metadata(&p).at("stat", &p)?;
                 match ObjectId::from_rel_path(&subname, &name) {
                     Some(id) => f(id, &p, &meta)?,
                     None => return Err(Error::Corrupt(format!("unexpected file {}", p.display()))),

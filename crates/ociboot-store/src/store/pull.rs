@@ -219,7 +219,7 @@ impl Store {
                 media_type: l.media_type.clone(),
                 uncompressed_size: imported.uncompressed_size,
             };
-            let header = serde_json::to_vec(&meta).map_err(|e| Error::Corrupt(e.to_string()))?;
+            let header = serde_json::to_vec(&meta).map_err(Error::serialize("layer header"))?;
             let what = format!("layer record {}", rec.display());
             write_atomic(&rec, &record::encode_layer(&imported.ops, &header, &what)?)?;
             failpoint::hit("pull-layer-committed");
@@ -280,14 +280,14 @@ impl Store {
             ),
             (
                 "image.json",
-                serde_json::to_vec_pretty(&rec).map_err(|e| Error::Corrupt(e.to_string()))?,
+                serde_json::to_vec_pretty(&rec).map_err(Error::serialize("image record"))?,
             ),
         ];
         for (n, data) in &files {
             let p = tmp.join(n);
-            let mut fh = std::fs::File::create(&p).ctx(|| format!("creating {}", p.display()))?;
-            std::io::Write::write_all(&mut fh, data).ctx(|| format!("writing {}", p.display()))?;
-            fh.sync_all().ctx(|| format!("fsync {}", p.display()))?;
+            let mut fh = std::fs::File::create(&p).at("creating", &p)?;
+            std::io::Write::write_all(&mut fh, data).at("writing", &p)?;
+            fh.sync_all().at("fsync", &p)?;
         }
         fsync_dir(&tmp)?;
         failpoint::hit("pull-image-written");
@@ -303,7 +303,7 @@ impl Store {
             manifest_digest: *d,
             updated_at: crate::time::now(),
         };
-        let data = serde_json::to_vec_pretty(&rec).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let data = serde_json::to_vec_pretty(&rec).map_err(Error::serialize("reference record"))?;
         write_atomic(&self.ref_path(r), &data)
     }
 }

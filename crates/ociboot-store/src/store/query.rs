@@ -68,7 +68,7 @@ impl Store {
     /// Read a layer record.
     pub fn read_layer(&self, d: &Sha256Digest) -> Result<(LayerMeta, Vec<LayerOp>)> {
         let p = self.layer_path(d);
-        let data = std::fs::read(&p).ctx(|| format!("reading layer record {}", p.display()))?;
+        let data = std::fs::read(&p).at("reading layer record", &p)?;
         let what = format!("layer record {}", p.display());
         let (header, ops) = record::decode(&data, LAYER_MAGIC, &what)?;
         let meta: LayerMeta = serde_json::from_slice(&header)
@@ -86,13 +86,13 @@ impl Store {
             Err(e) => return Err(Error::path(&dir, e)),
         };
         for e in rd {
-            let e = e.ctx(|| format!("reading {}", dir.display()))?;
+            let e = e.at("reading", &dir)?;
             let name = e.file_name();
             if name.to_string_lossy().starts_with(".tmp-") {
                 continue;
             }
             let p = e.path();
-            let data = std::fs::read(&p).ctx(|| format!("reading {}", p.display()))?;
+            let data = std::fs::read(&p).at("reading", &p)?;
             let r: RefRecord = serde_json::from_slice(&data)
                 .map_err(|err| Error::Corrupt(format!("{}: {err}", p.display())))?;
             out.push(r);
@@ -153,7 +153,7 @@ impl Store {
 
     pub fn image_record(&self, d: &Sha256Digest) -> Result<ImageRecord> {
         let p = self.image_dir(d).join("image.json");
-        let data = std::fs::read(&p).ctx(|| format!("reading {}", p.display()))?;
+        let data = std::fs::read(&p).at("reading", &p)?;
         serde_json::from_slice(&data).map_err(|e| Error::Corrupt(format!("{}: {e}", p.display())))
     }
 
@@ -170,7 +170,7 @@ impl Store {
     /// The merged tree of an image.
     pub fn tree(&self, d: &Sha256Digest) -> Result<Tree> {
         let p = self.image_dir(d).join("tree");
-        let data = std::fs::read(&p).ctx(|| format!("reading {}", p.display()))?;
+        let data = std::fs::read(&p).at("reading", &p)?;
         record::decode_tree(&data, &p.display().to_string())
     }
 

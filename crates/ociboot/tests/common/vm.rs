@@ -15,6 +15,23 @@ use super::{repo_root, sh};
 /// `ociboot status` as JSON (an `OCIBOOT-JSON` line) and for people.
 pub const STATUS: &str = r#"echo "OCIBOOT-JSON $(ociboot status --json)"; ociboot status"#;
 
+/// The VM tests' timings: printed, and appended to target/vm-logs/timings.log, which
+/// `.ci/run` prints at the end (a passing test's own output is captured by the test runner).
+pub fn report(summary: &str, timings: &[String], test: &str) {
+    let mut text = format!("{summary}\n");
+    for l in timings {
+        text.push_str(&format!("{test}:   {l}\n"));
+    }
+    eprint!("{text}");
+    let logs = repo_root().join("target/vm-logs");
+    let _ = std::fs::create_dir_all(&logs);
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join("timings.log"))
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+}
+
 pub fn run_vm() -> PathBuf {
     repo_root().join("scripts/run-vm")
 }
