@@ -26,7 +26,7 @@ for name, l in j["layouts"].items():
 PY
 sysroot=$FX/sysroot
 mkdir -p "$sysroot"
-(cd .. && cargo run -q -- --quiet --sysroot "$sysroot" image pull "oci:$FX/tricky:gzip")
+(cd .. && cargo run -q --release -p ociboot -- --quiet --sysroot "$sysroot" image pull "oci:$FX/tricky:gzip")
 cp "$sysroot"/ociboot/store/layers/* corpus/record/
 for t in "$sysroot"/ociboot/store/images/*/tree; do cp "$t" "corpus/record/tree-$(basename "$(dirname "$t")")"; done
 echo "seeded: $(ls corpus/tar_layer | wc -l) layers, $(ls corpus/manifest | wc -l) manifests, $(ls corpus/record | wc -l) records"

@@ -8,7 +8,8 @@ use ociboot_oci::Compression;
 use ociboot_store::{import::import_layer, objects::Staging, Tree};
 
 fn dirs() -> &'static (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
-    static D: OnceLock<(tempfile::TempDir, std::path::PathBuf, std::path::PathBuf)> = OnceLock::new();
+    static D: OnceLock<(tempfile::TempDir, std::path::PathBuf, std::path::PathBuf)> =
+        OnceLock::new();
     D.get_or_init(|| {
         let t = tempfile::tempdir().expect("tempdir");
         let objects = t.path().join("objects");
@@ -23,9 +24,18 @@ fn dirs() -> &'static (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf
 
 fuzz_target!(|data: &[u8]| {
     let (_, objects, tmp) = dirs();
-    let Ok(mut staging) = Staging::new(tmp, objects) else { return };
+    let Ok(mut staging) = Staging::new(tmp, objects) else {
+        return;
+    };
     let digest = ociboot_oci::Sha256Digest::of(data);
-    match import_layer(data, digest, data.len() as u64, Compression::None, &mut staging, "fuzz") {
+    match import_layer(
+        data,
+        digest,
+        data.len() as u64,
+        Compression::None,
+        &mut staging,
+        "fuzz",
+    ) {
         Ok(layer) => {
             let _ = staging.commit();
             let mut t = Tree::new();
