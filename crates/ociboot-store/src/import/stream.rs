@@ -45,14 +45,30 @@ pub(super) struct StreamHasher<R> {
     cur: usize,
     pos: usize,
     len: usize,
-    tx: Option<mpsc::SyncSender<(Arc<Vec<u8>>, usize)>>,
-    worker: Option<std::thread::JoinHandle<Sha256Digest>>,
+    hasher: Hasher,
     count: u64,
     /// Verify the stream as a blob: its digest, its size, and its name for errors.
     expect: Option<(Sha256Digest, u64, String)>,
 }
 
 const STREAM_BUF: usize = 256 << 10;
+
+/// The hashing thread and its feed. Dropping it (an import that failed half-way) stops the
+/// thread and waits for it, so no thread outlives the import that started it.
+struct Hasher {
+    tx: Option<mpsc::SyncSender<(Arc<Vec<u8>>, usize)>>,
+    worker: Option<std::thread::JoinHandle<Sha256Digest>>,
+}
+
+impl Drop for Hasher {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            // The digest is not wanted; a panic was already printed by the thread.
+            let _ = w.join();
+        }
+    }
+}
 
 fn mismatch(what: &str, msg: String) -> io::Error {
     io::Error::new(
@@ -76,14 +92,14 @@ impl<R: Read> StreamHasher<R> {
         } else {
             (None, None)
         };
+        let hasher = Hasher { tx, worker };
         StreamHasher {
             inner,
             pool: Vec::new(),
             cur: 0,
             pos: 0,
             len: 0,
-            tx,
-            worker,
+            hasher,
             count: 0,
             expect: None,
         }
@@ -105,12 +121,13 @@ impl<R: Read> StreamHasher<R> {
 
     /// Stop feeding the hasher and take its digest (`None` when not hashing).
     fn join_hasher(&mut self) -> crate::Result<Option<Sha256Digest>> {
-        self.tx = None;
+        self.hasher.tx = None;
         let job = || match &self.expect {
             Some((_, _, what)) => format!("blob hasher for {what}"),
             None => "diff_id hasher".to_string(),
         };
-        self.worker
+        self.hasher
+            .worker
             .take()
             .map(|w| crate::error::join_worker(w.join(), job))
             .transpose()
@@ -162,7 +179,7 @@ impl<R: Read> StreamHasher<R> {
             }
         }
         if n > 0 {
-            if let Some(tx) = &self.tx {
+            if let Some(tx) = &self.hasher.tx {
                 tx.send((self.pool[idx].clone(), n))
                     .map_err(|_| io::Error::other("diff_id hasher stopped"))?;
             }
