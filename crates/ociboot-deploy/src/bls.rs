@@ -12,7 +12,6 @@
 //! Kernel directories are named by the hash of their content and created by rename, so an
 //! entry never points at a partial kernel.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -22,14 +21,20 @@ use crate::error::{Ctx, Error, Result};
 /// One entry as written or read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The menu title, such as `example.com/os:a-0 (ociboot:default:1)`.
     pub title: String,
+    /// The loader's sort key: [`write_entries`] numbers entries so the default has the highest.
     pub version: u32,
+    /// The kernel, as a path from the boot filesystem's root.
     pub linux: String,
+    /// The initramfs, as a path from the boot filesystem's root; `None` for no `initrd` line.
     pub initrd: Option<String>,
+    /// The kernel command line, `ociboot=<stateroot>/<id>` included.
     pub options: String,
 }
 
 impl Entry {
+    /// The entry file's text: `title`, `version`, `linux`, `initrd` (if any) and `options` lines.
     pub fn render(&self) -> String {
         let mut s = format!(
             "title {}\nversion {}\nlinux {}\n",
@@ -42,6 +47,8 @@ impl Entry {
         s
     }
 
+    /// Parse an entry file; comments and unknown keys are ignored. A bad `version` or a missing
+    /// `linux` line is [`Error::Invalid`], its message starting with `what` (the file's name).
     pub fn parse(text: &str, what: &str) -> Result<Entry> {
         let mut e = Entry {
             title: String::new(),
@@ -141,7 +148,7 @@ fn read_order(boot: &Path) -> Result<Option<Vec<String>>> {
                 .map(|r| r.split_whitespace().map(str::to_string).collect())
         })),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).at("reading", &p),
+        Err(e) => Ok(Err(e).at("reading", &p)?),
     }
 }
 
@@ -157,7 +164,9 @@ pub fn read_entries(boot: &Path) -> Result<Vec<Entry>> {
         let p = dir.join(entry_name(&key));
         let text = match std::fs::read_to_string(&p) {
             Ok(t) => t,
-            Err(e) => return Err(e).ctx(|| format!("reading {} (in the boot order)", p.display())),
+            Err(e) => {
+                return Ok(Err(e).ctx(|| format!("reading {} (in the boot order)", p.display()))?)
+            }
         };
         let e = Entry::parse(&text, &p.display().to_string())?;
         if e.deployment_key() != Some(key.as_str()) {
@@ -172,32 +181,16 @@ pub fn read_entries(boot: &Path) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
-fn fsync_dir(p: &Path) -> Result<()> {
-    Ok(ociboot_store::fsutil::fsync_dir(p)?)
-}
-
-/// Write `data` to `dir/name` through `dir/name.tmp` (a name the loader ignores): written,
-/// fsynced, renamed. Unchanged files are left alone.
+/// Write `data` to `dir/name` atomically, through a temporary name the loader ignores.
+/// Unchanged files are left alone.
 fn replace_file(dir: &Path, name: &str, data: &[u8]) -> Result<bool> {
-    let dest = dir.join(name);
-    if std::fs::read(&dest).is_ok_and(|cur| cur == data) {
-        return Ok(false);
-    }
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).at("creating", &tmp)?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .at("writing", &tmp)?;
-    drop(f);
-    std::fs::rename(&tmp, &dest)
-        .ctx(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
-    Ok(true)
+    Ok(ociboot_fs::write_atomic(&dir.join(name), data)?)
 }
 
 /// Replace the entry set. `entries` in boot order (default first); their versions are
 /// assigned here. This works on FAT, which has no symlinks and no directory swap:
 ///
-/// 1. each deployment's entry file is written (to a `.tmp` name the loader ignores, fsynced,
+/// 1. each deployment's entry file is written (to a `.tmp-` name the loader ignores, fsynced,
 ///    renamed); a complete entry is valid whatever the order, so this changes no boot;
 /// 2. `before_commit` runs (a failpoint in tests);
 /// 3. loader.conf is replaced the same way, naming the new default and recording the order:
@@ -222,7 +215,7 @@ pub fn write_entries(boot: &Path, entries: &[Entry], before_commit: impl FnOnce(
         replace_file(&dir, &entry_name(&key), e.render().as_bytes())?;
         keys.push(key);
     }
-    fsync_dir(&dir)?;
+    ociboot_fs::fsync_dir(&dir)?;
     before_commit();
     let loader = boot.join("loader");
     let old = std::fs::read_to_string(loader_conf(boot)).ok();
@@ -231,7 +224,7 @@ pub fn write_entries(boot: &Path, entries: &[Entry], before_commit: impl FnOnce(
         "loader.conf",
         render_loader_conf(old.as_deref(), &keys).as_bytes(),
     )?;
-    fsync_dir(&loader)?;
+    ociboot_fs::fsync_dir(&loader)?;
     let live: Vec<String> = keys.iter().map(|k| entry_name(k)).collect();
     for e in std::fs::read_dir(&dir).at("reading", &dir)? {
         let p = e.at("reading", &dir)?.path();
@@ -240,21 +233,26 @@ pub fn write_entries(boot: &Path, entries: &[Entry], before_commit: impl FnOnce(
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        if name.starts_with("ociboot-") && !live.contains(&name) {
-            ociboot_store::fsutil::remove_any(&p)?;
+        // Entries of deployments gone from the order, and the temporary file of a write a
+        // crash interrupted.
+        if (name.starts_with("ociboot-") && !live.contains(&name)) || name.starts_with(".tmp-") {
+            ociboot_fs::remove_any(&p)?;
         }
     }
-    fsync_dir(&dir)?;
+    ociboot_fs::fsync_dir(&dir)?;
     Ok(())
 }
 
 /// A kernel and initramfs found in a deployment, and where they live in /boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kernel {
+    /// The kernel version (its directory under `usr/lib/modules`).
     pub kver: String,
     /// Paths relative to the boot filesystem's root, as the entries name them.
     pub linux: String,
+    /// The initramfs; `None` if the deployment has no `initramfs.img`.
     pub initrd: Option<String>,
+    /// The kernel's directory under `<boot>/ociboot`: `<stateroot>-<hash of its content>`.
     pub dir: String,
 }
 
@@ -349,7 +347,7 @@ pub fn install_kernel(
     let parent = boot.join("ociboot");
     std::fs::create_dir_all(&parent).at("creating", &parent)?;
     let tmp = parent.join(format!(".tmp-{}-{bootcsum}", std::process::id()));
-    ociboot_store::fsutil::remove_any(&tmp)?;
+    ociboot_fs::remove_any(&tmp)?;
     std::fs::create_dir(&tmp).at("creating", &tmp)?;
     let mut files = vec![(vmlinuz, format!("vmlinuz-{kver}"))];
     if let Some(i) = initramfs {
@@ -362,10 +360,10 @@ pub fn install_kernel(
             .and_then(|f| f.sync_all())
             .at("fsync", &d)?;
     }
-    fsync_dir(&tmp)?;
+    ociboot_fs::fsync_dir(&tmp)?;
     std::fs::rename(&tmp, &dest)
         .ctx(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
-    fsync_dir(&parent)?;
+    ociboot_fs::fsync_dir(&parent)?;
     Ok(kernel)
 }
 
@@ -375,7 +373,7 @@ pub fn unused_kernel_dirs(boot: &Path, entries: &[Entry]) -> Result<Vec<PathBuf>
     let rd = match std::fs::read_dir(&parent) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).at("reading", &parent),
+        Err(e) => return Ok(Err(e).at("reading", &parent)?),
     };
     let mut out = Vec::new();
     for e in rd.flatten() {

@@ -16,13 +16,16 @@ pub const DEPLOYMENT_KEY: &str = "ociboot";
 /// One argument: `key` or `key=value`, quotes removed as the kernel removes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Arg<'a> {
+    /// The part before the first `=`, or the whole argument when it has none.
     pub key: &'a str,
+    /// The part after the first `=`, quotes removed; `None` when there is no `=`.
     pub value: Option<&'a str>,
 }
 
 /// A parsed command line: the kernel's arguments, in order, up to `--`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Cmdline<'a> {
+    /// The arguments, in the order given.
     pub args: Vec<Arg<'a>>,
 }
 

@@ -1,14 +1,17 @@
 //! The errors of deployments and boot entries: one enum, messages that name the deployment,
 //! file or image, and `Ctx` to attach that name to an I/O error.
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use ociboot_fs::IoError;
 
 /// Errors of deployments and boot entries. Messages name the deployment, file or image.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The content store failed: opening or locking it, or reading, pulling or pruning an image.
     #[error(transparent)]
     Store(#[from] ociboot_store::Error),
+    /// An image reference, transport or manifest failed, while fetching an update, say.
     #[error(transparent)]
     Source(#[from] ociboot_oci::Error),
     /// The system is not in a state where the command makes sense.
@@ -17,60 +20,27 @@ pub enum Error {
     /// /etc changes that cannot be carried into the new deployment.
     #[error("cannot merge /etc into the new deployment:\n{}", .0.join("\n"))]
     EtcConflict(Vec<String>),
+    /// Malformed input: an origin, boot entry or kargs.d file on disk, or a bad argument.
     #[error("{0}")]
     Invalid(String),
-    /// An I/O operation failed. `context` says what was being done (and names the file);
-    /// `path` is that file, when there is one, for callers that branch on it.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        path: Option<PathBuf>,
-        #[source]
-        source: io::Error,
-    },
+    /// An I/O operation failed; the error names what was being done and the file.
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
+/// The result of this crate's operations; [`Error`] unless another error type is named.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// An I/O error while doing `verb` to the file `p`: "`verb` `p`: `source`".
-    pub fn at(verb: &str, p: impl AsRef<Path>, source: io::Error) -> Self {
-        let p = p.as_ref();
-        Error::Io {
-            context: format!("{verb} {}", p.display()),
-            path: Some(p.to_path_buf()),
-            source,
-        }
-    }
-
     /// The file an I/O error (here or in a crate below) is about, if it names one.
     pub fn io_path(&self) -> Option<&Path> {
         match self {
-            Error::Io { path, .. } => path.as_deref(),
+            Error::Io(e) => e.path.as_deref(),
             Error::Store(e) => e.io_path(),
             _ => None,
         }
     }
 }
 
-/// Attach context to I/O results.
-pub(crate) trait Ctx<T> {
-    /// What was being done, when it is about no one file (or about several).
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
-    /// Doing `verb` to the file `p`: the message says "`verb` `p`", and the error carries `p`.
-    fn at(self, verb: &str, p: impl AsRef<Path>) -> Result<T>;
-}
-
-impl<T, E: Into<io::Error>> Ctx<T> for std::result::Result<T, E> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::Io {
-            context: what(),
-            path: None,
-            source: e.into(),
-        })
-    }
-
-    fn at(self, verb: &str, p: impl AsRef<Path>) -> Result<T> {
-        self.map_err(|e| Error::at(verb, p, e.into()))
-    }
-}
+/// Attach context to I/O results (the one trait of every crate, under this crate's name).
+pub(crate) use ociboot_fs::IoContext as Ctx;

@@ -15,12 +15,16 @@ use crate::fstree::{self, FsEntry, Kind};
 /// Local changes: `orig` (pristine /etc of the running image) → `modified` (the live /etc).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct EtcDiff {
+    /// Paths (relative to /etc) the admin added, parents before children.
     pub added: Vec<PathBuf>,
+    /// Paths whose content, mode, owner, type or link target the admin changed.
     pub modified: Vec<PathBuf>,
+    /// Paths the admin removed; a removed directory once, without its contents.
     pub removed: Vec<PathBuf>,
 }
 
 impl EtcDiff {
+    /// Whether the admin changed nothing.
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.modified.is_empty() && self.removed.is_empty()
     }
@@ -59,7 +63,9 @@ pub fn diff(orig: &BTreeMap<PathBuf, FsEntry>, modified: &BTreeMap<PathBuf, FsEn
 
 /// What applying a diff to the new /etc will do, or why it cannot.
 pub struct Plan {
+    /// The local changes to apply.
     pub diff: EtcDiff,
+    /// Why some cannot be applied, one line each naming the path; empty when all can.
     pub conflicts: Vec<String>,
 }
 
@@ -148,8 +154,11 @@ fn describe(e: &FsEntry) -> &'static str {
 /// Counts for the log line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct MergeStats {
+    /// Paths the admin added that were carried over.
     pub added: usize,
+    /// Paths the admin changed that were carried over.
     pub modified: usize,
+    /// Paths the admin removed that were removed from the new /etc.
     pub removed: usize,
 }
 
@@ -194,7 +203,7 @@ pub fn merge_scanned(
     }
     let d = p.diff;
     for r in &d.removed {
-        fstree::remove_path(&new.join(r))?;
+        ociboot_fs::remove_any(&new.join(r))?;
     }
     let mut changed: Vec<&PathBuf> = d.modified.iter().chain(&d.added).collect();
     changed.sort();
@@ -225,12 +234,12 @@ pub fn merge_scanned(
             // Directories are made one level at a time: their children are in the list too.
             (Some(e), true) if e.is_dir() => fstree::copy_dir_meta(&src, &dst)?,
             (Some(_), true) => {
-                fstree::remove_path(&dst)?;
+                ociboot_fs::remove_any(&dst)?;
                 make_dir_like(&src, &dst)?;
             }
             (None, true) => make_dir_like(&src, &dst)?,
             (_, false) => {
-                fstree::remove_path(&dst)?;
+                ociboot_fs::remove_any(&dst)?;
                 fstree::copy_path(&src, &dst)?;
             }
         }

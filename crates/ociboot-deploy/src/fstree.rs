@@ -14,25 +14,36 @@ use crate::error::{Ctx, Error, Result};
 /// What a path is, for comparing two trees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
+    /// A directory.
     Dir,
+    /// A regular file, compared by content.
     File {
+        /// SHA-256 of the content.
         sha256: [u8; 32],
+        /// Size in bytes.
         size: u64,
     },
+    /// A symlink and its target as written.
     Symlink(PathBuf),
-    /// fifo, socket, device: compared by type only
+    /// fifo, socket, device: compared by type only (the file-type bits of the mode).
     Special(u32),
 }
 
+/// One path of a scanned tree: what it is, its permission bits and its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsEntry {
+    /// What the path is (and, for a file, its content digest).
     pub kind: Kind,
+    /// Permission bits, setuid/setgid/sticky included (`st_mode & 0o7777`).
     pub mode: u32,
+    /// Owner's user id.
     pub uid: u32,
+    /// Owner's group id.
     pub gid: u32,
 }
 
 impl FsEntry {
+    /// Whether the path is a directory.
     pub fn is_dir(&self) -> bool {
         self.kind == Kind::Dir
     }
@@ -59,7 +70,7 @@ pub fn stat(p: &Path) -> Result<Option<FsEntry>> {
     let m = match std::fs::symlink_metadata(p) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::at("stat", p, e)),
+        Err(e) => return Err(ociboot_fs::IoError::at("stat", p, e).into()),
     };
     let ft = m.file_type();
     let kind = if ft.is_dir() {
@@ -117,7 +128,7 @@ fn cstr(p: &Path) -> Result<CString> {
 
 /// Copy extended attributes from one path to another (neither followed if a symlink).
 pub fn copy_xattrs(src: &Path, dst: &Path) -> Result<()> {
-    for (name, value) in ociboot_store::objects::read_xattrs(src)? {
+    for (name, value) in ociboot_fs::read_xattrs(src)? {
         let cname = CString::new(name).map_err(|_| Error::Invalid("xattr name".into()))?;
         rustix::fs::lsetxattr(
             dst,
@@ -224,11 +235,6 @@ pub fn copy_path(src: &Path, dst: &Path) -> Result<()> {
         .at("creating", dst)?;
     }
     copy_meta(src, dst, &m)
-}
-
-/// Remove a path (recursively for directories) if it exists; never follows symlinks.
-pub fn remove_path(p: &Path) -> Result<()> {
-    Ok(ociboot_store::fsutil::remove_any(p)?)
 }
 
 /// Set a directory's owner and mode to those of another.

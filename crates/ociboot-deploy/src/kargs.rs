@@ -22,6 +22,7 @@ pub fn image_kargs(root: &Path) -> Result<Vec<String>> {
     image_kargs_for(root, std::env::consts::ARCH)
 }
 
+/// [`image_kargs`] for the architecture `arch` (a Rust name) instead of this machine's.
 pub fn image_kargs_for(root: &Path, arch: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for f in kargs_d_files(&root.join(KARGS_D))? {
@@ -41,7 +42,7 @@ pub fn kargs_d_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).at("reading", dir),
+        Err(e) => return Ok(Err(e).at("reading", dir)?),
     };
     files.sort();
     Ok(files)

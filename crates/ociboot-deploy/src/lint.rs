@@ -53,8 +53,11 @@ impl std::fmt::Display for Level {
 /// One lint: its name, level and what it checks.
 #[derive(Debug)]
 pub struct Lint {
+    /// The stable kebab-case name, as `--skip` takes it and `--list` shows it.
     pub name: &'static str,
+    /// How serious a finding of this lint is.
     pub level: Level,
+    /// What the lint checks and why, as `--list` shows it.
     pub description: &'static str,
     check: Check,
 }
@@ -137,6 +140,7 @@ pub const LINTS: &[Lint] = &[
 /// What a lint found: a message and the paths (or other items) it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// What is wrong, as the report prints it after the lint's name.
     pub message: String,
     /// At most [`MAX_ITEMS`] items.
     pub items: Vec<String>,
@@ -145,6 +149,7 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// A finding with `message` and no items.
     pub fn new(message: impl Into<String>) -> Problem {
         Problem {
             message: message.into(),
@@ -185,21 +190,27 @@ impl Items {
 /// How one lint ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// The lint ran and found nothing.
     Passed,
+    /// The lint did not run: it was named in `skip`.
     Skipped,
     /// A finding; fatal or a warning by the lint's level.
     Found(Problem),
 }
 
+/// One lint and how it ended.
 #[derive(Debug)]
 pub struct LintResult {
+    /// The lint that ran (or was skipped).
     pub lint: &'static Lint,
+    /// What it found.
     pub outcome: Outcome,
 }
 
 /// The results of [`run`], in the order the lints ran.
 #[derive(Debug)]
 pub struct Report {
+    /// One result per lint, skipped ones included.
     pub results: Vec<LintResult>,
     /// What the walk left out that a reader should know (directories too deep).
     pub notes: Vec<String>,
@@ -210,10 +221,12 @@ impl Report {
         self.results.iter().filter(|r| f(r)).count()
     }
 
+    /// Lints that found nothing.
     pub fn passed(&self) -> usize {
         self.count(|r| r.outcome == Outcome::Passed)
     }
 
+    /// Lints that did not run because `skip` named them.
     pub fn skipped(&self) -> usize {
         self.count(|r| r.outcome == Outcome::Skipped)
     }
@@ -255,7 +268,7 @@ pub fn run(root: &Path, skip: &[String]) -> Result<Report> {
                 root.display()
             )))
         }
-        Err(e) => return Err(e).at("reading", root),
+        Err(e) => return Ok(Err(e).at("reading", root)?),
     }
     let skipped = |l: &Lint| skip.iter().any(|s| s == l.name);
     let mut results = Vec::new();

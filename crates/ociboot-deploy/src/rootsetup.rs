@@ -53,8 +53,8 @@ pub fn deployment_dir(physical: &Path, cmdline: &str) -> Result<(String, PathBuf
 }
 
 fn bind(src: &Path, dst: &Path) -> Result<()> {
-    mount::mount_bind(src, dst)
-        .ctx(|| format!("bind-mounting {} on {}", src.display(), dst.display()))
+    Ok(mount::mount_bind(src, dst)
+        .ctx(|| format!("bind-mounting {} on {}", src.display(), dst.display()))?)
 }
 
 /// Steps 1–3 above, with the physical root at `physical` (`/` at boot). Nothing is undone on

@@ -28,11 +28,15 @@ pub struct Host {
     pub api_version: String,
     /// Always `BootcHost`.
     pub kind: String,
+    /// Always `{name: host}`.
     pub metadata: Metadata,
+    /// The desired state: the image to run and the boot order.
     pub spec: HostSpec,
+    /// The observed state: the deployment in each slot and the host's flags.
     pub status: HostStatus,
 }
 
+/// The object's `metadata`, as in a Kubernetes-style object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Metadata {
     /// Always `host`.
@@ -43,21 +47,28 @@ pub struct Metadata {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostSpec {
+    /// The image the host should run: the staged deployment's, else the booted one's; `null`
+    /// when neither exists.
     pub image: Option<ImageReference>,
+    /// Which deployment boots next (`bootOrder`).
     pub boot_order: BootOrder,
 }
 
+/// `spec.bootOrder`: which deployment the next boot picks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BootOrder {
+    /// No rollback queued: the default entry (the staged deployment, once finalized) boots next.
     Default,
     /// A rollback is queued: the rollback deployment boots next.
     Rollback,
 }
 
+/// `status.type`: what kind of host this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum HostType {
+    /// Booted into a deployment (serialised as `bootcHost`).
     BootcHost,
 }
 
@@ -65,17 +76,23 @@ pub enum HostType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostStatus {
+    /// The deployment staged for the next boot, if any.
     pub staged: Option<BootEntry>,
+    /// The running deployment; `null` when not booted into one.
     pub booted: Option<BootEntry>,
+    /// The first deployment in boot order other than the booted one; `null` when not booted.
     pub rollback: Option<BootEntry>,
     /// Deployments in no slot (pinned ones, say); the key is left out when there are none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub other_deployments: Vec<BootEntry>,
+    /// The rollback deployment sorts before the booted one, so it boots next.
     pub rollback_queued: bool,
     /// `bootcHost` when booted into a deployment, else `null`.
     #[serde(rename = "type")]
     pub host_type: Option<HostType>,
+    /// bootc's transient `/usr` overlay: ociboot has none, so always `null`.
     pub usr_overlay: Null,
+    /// The physical root is on read-only media (a live ISO in bootc); always false here.
     pub read_only: bool,
 }
 
@@ -83,17 +100,25 @@ pub struct HostStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BootEntry {
+    /// The image this deployment was made from.
     pub image: ImageStatus,
     /// What `upgrade --check` found, when it differs from `image`.
     pub cached_update: Option<ImageStatus>,
+    /// bootc's flag for an origin with rpm-ostree layering or overrides; always false here.
     pub incompatible: bool,
+    /// Pinned: kept by garbage collection whatever its slot.
     pub pinned: bool,
+    /// Whether a soft reboot could switch to this deployment; ociboot never claims so.
     pub soft_reboot_capable: bool,
     /// Staged by `upgrade --download-only`: not applied at shutdown.
     pub download_only: bool,
+    /// The storage backend holding the deployment.
     pub store: Store,
+    /// bootc's ostree deployment identity: always `null` (see `ociboot`).
     pub ostree: Null,
+    /// bootc's composefs deployment identity: always `null` (see `ociboot`).
     pub composefs: Null,
+    /// ociboot's identity of the deployment, in place of `ostree` or `composefs`.
     pub ociboot: OcibootDeployment,
 }
 
@@ -101,6 +126,7 @@ pub struct BootEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Store {
+    /// ociboot's own store of hardlinked deployments (serialised as `ociboot`).
     Ociboot,
 }
 
@@ -108,11 +134,16 @@ pub enum Store {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageStatus {
+    /// The image reference updates come from.
     pub image: ImageReference,
+    /// The `org.opencontainers.image.version` label, else the legacy `version` label.
     pub version: Option<String>,
+    /// When the image was built (RFC 3339): the `org.opencontainers.image.created` label, else the
+    /// config's `created`.
     pub timestamp: Option<String>,
     /// The manifest digest.
     pub image_digest: Sha256Digest,
+    /// The OCI config's architecture, such as `amd64`.
     pub architecture: String,
 }
 
@@ -121,10 +152,15 @@ pub struct ImageStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OcibootDeployment {
+    /// The stateroot holding the deployment.
     pub stateroot: String,
+    /// The deployment id: `<first 16 hex digits of the manifest digest>.<serial>`.
     pub id: String,
+    /// The serial that makes the id unique among deployments of the same image.
     pub deploy_serial: u32,
+    /// The deployment directory.
     pub root: String,
+    /// The kernel command line without `ociboot=`, space-separated.
     pub kargs: String,
 }
 
@@ -141,6 +177,8 @@ impl ImageStatus {
 }
 
 impl BootEntry {
+    /// The entry of deployment `d`; `download_only` marks a staged deployment that finalize will
+    /// not apply. A cached update is shown only when its digest differs from the deployment's.
     pub fn new(d: &Deployment, download_only: bool) -> BootEntry {
         let o = &d.origin;
         BootEntry {

@@ -42,7 +42,7 @@ pub use state::State;
 pub use update::{RegistryLoader, SwitchOutcome, UpgradeMode, UpgradeOutcome};
 
 fn hit(step: &str) {
-    ociboot_store::failpoint::hit(step);
+    ociboot_fs::failpoint::hit(step);
 }
 
 /// Every named step where a test build can abort, in order of the operations.
@@ -68,7 +68,9 @@ pub const BOOTED_PHYSICAL_ROOT: &str = "/sysroot";
 /// A physical root holding deployments.
 #[derive(Debug, Clone)]
 pub struct Sysroot {
+    /// The physical root: the directory holding `ociboot/` (deployments and the store).
     pub root: PathBuf,
+    /// The boot filesystem, where loader entries and kernels go: `<root>/boot`, or the ESP.
     pub boot: PathBuf,
     /// Runtime state (gone at reboot on a real system).
     pub run: PathBuf,
@@ -77,9 +79,13 @@ pub struct Sysroot {
 /// A deployment and its origin.
 #[derive(Debug, Clone)]
 pub struct Deployment {
+    /// The stateroot it belongs to.
     pub stateroot: String,
+    /// Its id within the stateroot: `<first 16 hex digits of the manifest digest>.<serial>`.
     pub id: String,
+    /// The deployment directory, `<sysroot>/ociboot/deploy/<stateroot>/deploy/<id>`.
     pub root: PathBuf,
+    /// Its origin, as read from `<id>.origin`.
     pub origin: Origin,
 }
 
@@ -94,7 +100,9 @@ impl Deployment {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct StagedInfo {
+    /// The stateroot of the staged deployment.
     pub stateroot: String,
+    /// The id of the staged deployment.
     pub id: String,
     /// `upgrade --download-only`: not applied at shutdown.
     pub locked: bool,
@@ -207,6 +215,7 @@ impl Sysroot {
         self.stateroot_dir(s).join("deploy")
     }
 
+    /// The shared /var of stateroot `s`, `<root>/ociboot/deploy/<s>/var`.
     pub fn var_dir(&self, s: &str) -> PathBuf {
         self.stateroot_dir(s).join("var")
     }

@@ -1,46 +1,35 @@
 //! The errors of installing to a disk: one enum, messages that name the disk image, partition
 //! or file, and `Ctx` to attach that name to an I/O error.
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use ociboot_fs::IoError;
 
 /// Errors of disk installation. Messages name the disk image, partition or file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Setting up the deployment on the new disk failed.
     #[error(transparent)]
     Deploy(#[from] ociboot_deploy::Error),
+    /// Pulling or reading the image failed.
     #[error(transparent)]
     Store(#[from] ociboot_store::Error),
+    /// An option, target or image that cannot be installed as asked; the message says why.
     #[error("{0}")]
     Invalid(String),
-    /// An I/O operation failed. `context` says what was being done (and names the file);
-    /// `path` is that file, when there is one, for callers that branch on it.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        path: Option<PathBuf>,
-        #[source]
-        source: io::Error,
-    },
+    /// An I/O operation failed; the error names what was being done and the file.
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
+/// A result whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// An I/O error while doing `verb` to the file `p`: "`verb` `p`: `source`".
-    pub fn at(verb: &str, p: impl AsRef<Path>, source: io::Error) -> Self {
-        let p = p.as_ref();
-        Error::Io {
-            context: format!("{verb} {}", p.display()),
-            path: Some(p.to_path_buf()),
-            source,
-        }
-    }
-
     /// The file an I/O error (here or in a crate below) is about, if it names one.
     pub fn io_path(&self) -> Option<&Path> {
         match self {
-            Error::Io { path, .. } => path.as_deref(),
+            Error::Io(e) => e.path.as_deref(),
             Error::Store(e) => e.io_path(),
             Error::Deploy(e) => e.io_path(),
             _ => None,
@@ -48,24 +37,5 @@ impl Error {
     }
 }
 
-/// Attach context to I/O results.
-pub(crate) trait Ctx<T> {
-    /// What was being done, when it is about no one file (or about several).
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
-    /// Doing `verb` to the file `p`: the message says "`verb` `p`", and the error carries `p`.
-    fn at(self, verb: &str, p: impl AsRef<Path>) -> Result<T>;
-}
-
-impl<T, E: Into<io::Error>> Ctx<T> for std::result::Result<T, E> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::Io {
-            context: what(),
-            path: None,
-            source: e.into(),
-        })
-    }
-
-    fn at(self, verb: &str, p: impl AsRef<Path>) -> Result<T> {
-        self.map_err(|e| Error::at(verb, p, e.into()))
-    }
-}
+/// Attach context to I/O results (the one trait of every crate, under this crate's name).
+pub(crate) use ociboot_fs::IoContext as Ctx;

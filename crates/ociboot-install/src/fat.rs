@@ -16,6 +16,8 @@ pub struct Slice<'a> {
 }
 
 impl<'a> Slice<'a> {
+    /// The `len` bytes of `file` from byte offset `start`. Reads end at the end of the window and
+    /// writes past it fail, so nothing outside the partition is touched.
     pub fn new(file: &'a File, start: u64, len: u64) -> Slice<'a> {
         Slice {
             file,
@@ -146,11 +148,11 @@ fn copy_dir<T: fatfs::ReadWriteSeek>(dir: &fatfs::Dir<T>, src: &Path, what: &str
                     } else {
                         ""
                     };
-                    Error::Io {
+                    Error::Io(ociboot_fs::IoError {
                         context: format!("{what}: writing {}{hint}", p.display()),
                         path: Some(p.clone()),
                         source: e,
-                    }
+                    })
                 })?;
             }
             f.flush()

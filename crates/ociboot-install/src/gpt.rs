@@ -5,6 +5,7 @@ use std::io::{Seek, SeekFrom, Write};
 
 use crate::error::{Ctx, Error, Result};
 
+/// Bytes in a logical sector. Every LBA here counts sectors of this size.
 pub const SECTOR: u64 = 512;
 /// Partition entries in each array (the usual 128 × 128 bytes = 32 sectors).
 const ENTRIES: u64 = 128;
@@ -16,10 +17,13 @@ const ARRAY_SECTORS: u64 = ENTRIES * ENTRY_SIZE / SECTOR;
 pub struct Guid(pub [u8; 16]);
 
 impl Guid {
+    /// Partition type of an EFI system partition.
     pub const ESP: Guid = Guid::from_u128(0xC12A7328_F81F_11D2_BA4B_00A0C93EC93B);
     /// Discoverable Partitions Specification: root partition, x86-64.
     pub const ROOT_X86_64: Guid = Guid::from_u128(0x4F68BCE3_E8CD_4DB1_96E7_FBCAF984B709);
 
+    /// The GUID written as one hexadecimal number, in the order of its textual form
+    /// (`0xC12A7328_F81F_11D2_BA4B_00A0C93EC93B`).
     pub const fn from_u128(v: u128) -> Guid {
         Guid(v.to_be_bytes())
     }
@@ -59,27 +63,35 @@ impl std::fmt::Display for Guid {
     }
 }
 
+/// Fill `buf` from `/dev/urandom`; failing to read it is an [`Error::Io`].
 pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
     use std::io::Read;
-    std::fs::File::open("/dev/urandom")
+    Ok(std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(buf))
-        .ctx(|| "reading /dev/urandom".to_string())
+        .ctx(|| "reading /dev/urandom".to_string())?)
 }
 
 /// One partition, in sectors.
 #[derive(Debug, Clone)]
 pub struct Partition {
+    /// What the partition holds, e.g. [`Guid::ESP`] or [`Guid::ROOT_X86_64`].
     pub type_guid: Guid,
+    /// The partition's own unique GUID.
     pub guid: Guid,
+    /// First sector of the partition.
     pub first_lba: u64,
+    /// Last sector of the partition, inclusive.
     pub last_lba: u64,
+    /// The partition label; only its first 36 UTF-16 code units are written.
     pub name: String,
 }
 
 impl Partition {
+    /// Where the partition starts, in bytes from the start of the disk.
     pub fn offset(&self) -> u64 {
         self.first_lba * SECTOR
     }
+    /// Length of the partition in bytes.
     pub fn size(&self) -> u64 {
         (self.last_lba + 1 - self.first_lba) * SECTOR
     }
@@ -174,9 +186,10 @@ pub fn write<W: Write + Seek>(
     mbr[510] = 0x55;
     mbr[511] = 0xAA;
     let mut put = |off: u64, data: &[u8]| -> Result<()> {
-        disk.seek(SeekFrom::Start(off))
+        Ok(disk
+            .seek(SeekFrom::Start(off))
             .and_then(|_| disk.write_all(data))
-            .ctx(|| format!("{what}: writing the partition table at byte {off}"))
+            .ctx(|| format!("{what}: writing the partition table at byte {off}"))?)
     };
     put(0, &mbr)?;
     put(SECTOR, &header(sectors, disk_guid, entries_crc, true))?;

@@ -35,22 +35,35 @@ const MIB: u64 = 1 << 20;
 /// Where systemd-boot comes from, in the image.
 const SYSTEMD_BOOT: &str = "usr/lib/systemd/boot/efi/systemd-bootx64.efi";
 
+/// The filesystem of the root partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RootFs {
+    /// ext4, made by `mkfs.ext4 -d` from the staging directory. The only one that can be built.
     Ext4,
+    /// XFS. Refused for now: `mkfs.xfs` cannot fill a filesystem from a directory, and nothing
+    /// is mounted.
     Xfs,
 }
 
+/// What to install, and how to lay out the disk image.
 #[derive(Debug, Clone)]
 pub struct DiskOptions {
+    /// The image to pull and deploy.
     pub source: ImageReference,
+    /// The image the installed system follows for upgrades, when not `source` (e.g. a registry
+    /// name for an image installed from an `oci:` layout); `None` means `source`.
     pub target: Option<ImageReference>,
+    /// Name of the stateroot the first deployment goes into; its `/var` lives there.
     pub stateroot: String,
+    /// Kernel arguments for the boot entry, added after `root=`, `rw` and the image's own.
     pub kargs: Vec<String>,
+    /// Filesystem of the root partition; only [`RootFs::Ext4`] can be built.
     pub filesystem: RootFs,
     /// Size of the root partition; default: twice the content plus 1 GiB, or the rest of an
     /// existing FILE.
     pub root_size: Option<u64>,
+    /// Size of the EFI system partition in bytes; use a whole number of MiB so the root partition
+    /// stays aligned. Its content may fill at most 90 % of it.
     pub esp_size: u64,
     /// Overwrite a FILE that already holds data.
     pub wipe: bool,
@@ -61,14 +74,24 @@ pub struct DiskOptions {
 /// What was written.
 #[derive(Debug)]
 pub struct DiskReport {
+    /// The first deployment, as written to the root filesystem.
     pub deployment: Deployment,
+    /// Size of the disk image in bytes.
     pub disk_size: u64,
+    /// The EFI system partition.
     pub esp: Partition,
+    /// The root partition.
     pub root: Partition,
+    /// UUID of the root filesystem; the boot entry finds it by `root=UUID=…`.
     pub root_fs_uuid: Guid,
+    /// Volume ID of the ESP's FAT32 filesystem as `XXXX-XXXX`, the form `/etc/fstab` uses.
     pub esp_volume_id: String,
+    /// Estimated size of the root filesystem's content in bytes (each inode once, rounded up to
+    /// 4 KiB blocks); the root partition was sized from it.
     pub content_bytes: u64,
+    /// Time spent pulling, deploying and staging the content in directories.
     pub staging: Duration,
+    /// Time spent writing the disk image: partition table, filesystems, fsync and rename.
     pub layout: Duration,
 }
 
@@ -94,7 +117,7 @@ fn check_target(file: &Path, wipe: bool) -> Result<Option<u64>> {
     let m = match std::fs::metadata(file) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).at("reading", file),
+        Err(e) => return Err(ociboot_fs::IoError::at("reading", file, e).into()),
     };
     if !m.is_file() {
         return Err(Error::Invalid(format!(
@@ -174,9 +197,9 @@ fn copy(src: &Path, dst: &Path) -> Result<()> {
     if let Some(p) = dst.parent() {
         std::fs::create_dir_all(p).at("creating", p)?;
     }
-    std::fs::copy(src, dst)
+    Ok(std::fs::copy(src, dst)
         .map(|_| ())
-        .ctx(|| format!("copying {} to {}", src.display(), dst.display()))
+        .ctx(|| format!("copying {} to {}", src.display(), dst.display()))?)
 }
 
 /// Build the disk image `file`.
@@ -363,7 +386,7 @@ pub fn install_to_disk(
         disk.sync_all().at("fsync", &partial)?;
         std::fs::rename(&partial, file)
             .ctx(|| format!("renaming {} to {}", partial.display(), file.display()))?;
-        ociboot_store::fsutil::fsync_dir(&parent)?;
+        ociboot_fs::fsync_dir(&parent)?;
         Ok(())
     })();
     if result.is_err() {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 
+use ociboot_fs::IoError;
+
 use crate::error::{Error, Result};
 
 /// Registries (or repository prefixes) marked `insecure = true`.
@@ -72,7 +74,7 @@ impl RegistriesConf {
             let text = match std::fs::read_to_string(f) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::at("reading", f, e)),
+                Err(e) => return Err(IoError::at("reading", f, e).into()),
             };
             let parsed: ConfFile = toml::from_str(&text)
                 .map_err(|e| Error::Invalid(format!("{}: {e}", f.display())))?;
@@ -117,7 +119,9 @@ fn prefix_matches(prefix: &str, full: &str) -> bool {
 /// A user name and password for a registry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user name, sent in HTTP basic auth or to the token service.
     pub username: String,
+    /// The password or access token, sent with `username`.
     pub password: String,
     /// The auth file and key they came from.
     pub source: String,
@@ -145,6 +149,7 @@ struct AuthEntry {
 /// Auth files in the order they are consulted.
 #[derive(Debug, Clone, Default)]
 pub struct AuthFiles {
+    /// The candidate files, most preferred first; missing ones are skipped when looking up.
     pub files: Vec<PathBuf>,
 }
 
@@ -190,7 +195,7 @@ impl AuthFiles {
             let text = match std::fs::read(f) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::at("reading auth file", f, e)),
+                Err(e) => return Err(IoError::at("reading auth file", f, e).into()),
             };
             let parsed: AuthFile = serde_json::from_slice(&text)
                 .map_err(|e| Error::Invalid(format!("auth file {}: {e}", f.display())))?;

@@ -114,6 +114,7 @@ pub struct HashingReader<R> {
 }
 
 impl<R: Read> HashingReader<R> {
+    /// Wrap `inner`, starting from zero bytes and an empty hash.
     pub fn new(inner: R) -> Self {
         Self {
             inner,
@@ -136,6 +137,7 @@ impl<R: Read> HashingReader<R> {
         )
     }
 
+    /// The inner reader. Bytes read through it directly bypass the hash and the count.
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.inner
     }
@@ -150,6 +152,78 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// What a blob must be: exactly `size` bytes with digest `digest`. The one check behind every
+/// blob reader (here [`VerifyingReader`], in the store the layer stream that hashes on a
+/// thread of its own): feed it the count as bytes arrive, and the digest at the end.
+#[derive(Debug, Clone)]
+pub struct BlobCheck {
+    digest: Sha256Digest,
+    size: u64,
+    what: String,
+    count: u64,
+}
+
+impl BlobCheck {
+    /// `what` names the blob for error messages (e.g. "layer sha256:… of quay.io/x:1").
+    pub fn new(digest: Sha256Digest, size: u64, what: String) -> Self {
+        BlobCheck {
+            digest,
+            size,
+            what,
+            count: 0,
+        }
+    }
+
+    /// How many of `want` bytes to ask the source for: never more than one byte past the
+    /// declared size, enough to see an overlong blob without reading an unbounded stream.
+    pub fn want(&self, want: usize) -> usize {
+        let remaining = self.size.saturating_sub(self.count);
+        want.min(usize::try_from(remaining.saturating_add(1)).unwrap_or(usize::MAX))
+    }
+
+    /// `n` more bytes arrived: an error as soon as there are more than the declared size.
+    pub fn arrived(&mut self, n: usize) -> io::Result<()> {
+        self.count += n as u64;
+        if self.count > self.size {
+            return Err(self.fail(format!(
+                "blob is larger than the {} bytes its descriptor declares",
+                self.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// The stream ended and `got` is the digest of all it held: an error when it was short or
+    /// is another blob.
+    pub fn finish(&self, got: Sha256Digest) -> io::Result<()> {
+        if self.count != self.size {
+            return Err(self.fail(format!(
+                "truncated blob: got {} of {} bytes",
+                self.count, self.size
+            )));
+        }
+        if got != self.digest {
+            return Err(self.fail(format!(
+                "digest mismatch: expected {}, got {got}",
+                self.digest
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bytes seen so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn fail(&self, msg: String) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            BlobMismatch(format!("{}: {msg}", self.what)),
+        )
+    }
+}
+
 /// A reader over a blob that must have exactly `size` bytes with digest `digest`.
 ///
 /// It fails with [`io::ErrorKind::InvalidData`] as soon as more than `size` bytes arrive, and at
@@ -157,9 +231,7 @@ impl<R: Read> Read for HashingReader<R> {
 /// end can never accept a blob that does not match its descriptor. The error text names the blob.
 pub struct VerifyingReader<R> {
     inner: HashingReader<R>,
-    digest: Sha256Digest,
-    size: u64,
-    what: String,
+    check: BlobCheck,
     verified: bool,
 }
 
@@ -168,9 +240,7 @@ impl<R: Read> VerifyingReader<R> {
     pub fn new(inner: R, digest: Sha256Digest, size: u64, what: String) -> Self {
         Self {
             inner: HashingReader::new(inner),
-            digest,
-            size,
-            what,
+            check: BlobCheck::new(digest, size, what),
             verified: false,
         }
     }
@@ -183,13 +253,6 @@ impl<R: Read> VerifyingReader<R> {
     /// True once the whole blob was read and matched.
     pub fn verified(&self) -> bool {
         self.verified
-    }
-
-    fn fail(&self, msg: String) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            BlobMismatch(format!("{}: {msg}", self.what)),
-        )
     }
 }
 
@@ -210,34 +273,12 @@ impl<R: Read> Read for VerifyingReader<R> {
         if buf.is_empty() {
             return Ok(0);
         }
-        // Never ask for more than one byte past the declared size: enough to detect an overlong
-        // blob without reading an unbounded stream.
-        let remaining = self.size.saturating_sub(self.inner.count());
-        let want = buf
-            .len()
-            .min(usize::try_from(remaining.saturating_add(1)).unwrap_or(usize::MAX));
+        let want = self.check.want(buf.len());
         let n = self.inner.read(&mut buf[..want])?;
-        let count = self.inner.count();
-        if count > self.size {
-            return Err(self.fail(format!(
-                "blob is larger than the {} bytes its descriptor declares",
-                self.size
-            )));
-        }
+        self.check.arrived(n)?;
         if n == 0 && !self.verified {
-            if count != self.size {
-                return Err(self.fail(format!(
-                    "truncated blob: got {count} of {} bytes",
-                    self.size
-                )));
-            }
-            let got = Sha256Digest(self.inner.hasher.clone().finalize().into());
-            if got != self.digest {
-                return Err(self.fail(format!(
-                    "digest mismatch: expected {}, got {got}",
-                    self.digest
-                )));
-            }
+            self.check
+                .finish(Sha256Digest(self.inner.hasher.clone().finalize().into()))?;
             self.verified = true;
         }
         Ok(n)

@@ -2,16 +2,29 @@
 //! blob or file it is about.
 
 use std::io;
-use std::path::{Path, PathBuf};
+
+use ociboot_fs::IoError;
 
 /// Errors of image references, transports and manifests. Every message names the image, blob
 /// or file it is about, so it can be shown to a user as it is.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// An image reference that does not parse (`docker://…`, `oci:…`, `registry/repo:tag`).
     #[error("invalid image reference {input:?}: {reason}")]
-    InvalidReference { input: String, reason: String },
+    InvalidReference {
+        /// The reference as given.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A digest that is not `sha256:` followed by 64 lowercase hex digits.
     #[error("invalid digest {input:?}: {reason}")]
-    InvalidDigest { input: String, reason: String },
+    InvalidDigest {
+        /// The digest as given.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Malformed or unsupported content (manifest, config, layout, media type, blob mismatch).
     #[error("{0}")]
     Invalid(String),
@@ -24,15 +37,9 @@ pub enum Error {
     /// The registry or network failed (HTTP 5xx, connection refused, timeout).
     #[error("{0}")]
     Transport(String),
-    /// An I/O operation failed. `context` says what was being done (and names the file);
-    /// `path` is that file, when there is one, for callers that branch on it.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        path: Option<PathBuf>,
-        #[source]
-        source: io::Error,
-    },
+    /// An I/O operation failed; the error names what was being done and the file.
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 impl Error {
@@ -58,21 +65,9 @@ impl Error {
                 return Error::Invalid(m.0.clone());
             }
         }
-        Error::Io {
-            context: context.to_string(),
-            path: None,
-            source: e,
-        }
-    }
-
-    /// An I/O error while doing `verb` to the file `p`: "`verb` `p`: `source`".
-    pub fn at(verb: &str, p: &Path, source: io::Error) -> Self {
-        Error::Io {
-            context: format!("{verb} {}", p.display()),
-            path: Some(p.to_path_buf()),
-            source,
-        }
+        Error::Io(IoError::new(context, e))
     }
 }
 
+/// A result whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -20,11 +20,7 @@ fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::NotFound {
         Error::NotFound(format!("{what}: {e}"))
     } else {
-        Error::Io {
-            context: what.to_string(),
-            path: None,
-            source: e,
-        }
+        Error::Io(ociboot_fs::IoError::new(what.to_string(), e))
     }
 }
 
@@ -116,6 +112,9 @@ pub struct OciDir {
 }
 
 impl OciDir {
+    /// Open the layout directory at `r.path`, checking its `oci-layout` file; the image is chosen
+    /// by `r.tag` when the manifest is first asked for. A missing directory or file is
+    /// [`Error::NotFound`]; an unsupported layout version is [`Error::Invalid`].
     pub fn open(r: &LayoutRef) -> Result<Self> {
         let name = match &r.tag {
             Some(t) => format!("oci:{}:{t}", r.path.display()),
@@ -186,6 +185,9 @@ pub struct OciArchive {
 }
 
 impl OciArchive {
+    /// Open the tar file at `r.path` and read its entry headers once, noting where each blob lies
+    /// and keeping `index.json`. An archive that is not a tar or lacks `oci-layout` or `index.json`
+    /// is [`Error::Invalid`].
     pub fn open(r: &LayoutRef) -> Result<Self> {
         let name = match &r.tag {
             Some(t) => format!("oci-archive:{}:{t}", r.path.display()),

@@ -26,7 +26,7 @@ pub mod registry;
 pub mod source;
 
 pub use config::{AuthFiles, Credentials, RegistriesConf};
-pub use digest::{HashingReader, Sha256Digest, VerifyingReader};
+pub use digest::{BlobCheck, HashingReader, Sha256Digest, VerifyingReader};
 pub use error::{Error, Result};
 pub use manifest::{layer_compression, Compression};
 pub use reference::{ImageReference, LayoutRef, RegistryRef, Target, Transport};

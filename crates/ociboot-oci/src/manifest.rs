@@ -6,13 +6,22 @@ use serde::Deserialize;
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
 
+/// Media type of an OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of an OCI image index (a list of manifests, usually one per platform).
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Media type of an OCI image configuration.
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Media type of a Docker schema 2 image manifest, accepted like [`OCI_MANIFEST`].
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Media type of a Docker schema 2 manifest list, accepted like [`OCI_INDEX`].
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Media type of a Docker image configuration, accepted like [`OCI_CONFIG`].
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// Media type of a Docker schema 1 manifest. Not supported: it is recognised only so that
+/// [`parse_manifest`] can refuse it with a clear message.
 pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+/// Media type of a signed Docker schema 1 manifest; refused like [`DOCKER_SCHEMA1`].
 pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
 /// Accept header for manifest requests, most preferred first.
@@ -26,8 +35,11 @@ pub const MAX_CONFIG_SIZE: u64 = 16 << 20;
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
+    /// Not compressed: a plain tar.
     None,
+    /// A gzip-compressed tar.
     Gzip,
+    /// A zstd-compressed tar.
     Zstd,
 }
 
@@ -52,7 +64,10 @@ pub fn layer_compression(media_type: &str) -> Option<Compression> {
 /// A manifest or index as fetched: its bytes and their digest.
 #[derive(Debug, Clone)]
 pub struct RawManifest {
+    /// The document exactly as received; the digest is computed over these bytes.
     pub bytes: Vec<u8>,
+    /// SHA-256 digest of `bytes`, already checked against any digest the reference or the source
+    /// announced.
     pub digest: Sha256Digest,
     /// Media type announced by the source (Content-Type or descriptor), if any.
     pub media_type: Option<String>,
@@ -61,7 +76,10 @@ pub struct RawManifest {
 /// What a manifest document turned out to be.
 #[derive(Debug)]
 pub enum Parsed {
+    /// An image manifest: one config and its layers.
     Manifest(Box<ImageManifest>),
+    /// An image index (or Docker manifest list): one manifest per platform, to choose from with
+    /// [`select_platform`].
     Index(Box<ImageIndex>),
 }
 

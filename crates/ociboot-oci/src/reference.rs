@@ -20,12 +20,17 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum Transport {
+    /// A repository on a container registry, reached over the distribution API (`docker://`,
+    /// `registry:` or no prefix).
     Registry,
+    /// An OCI image layout directory (`oci:`).
     Oci,
+    /// An OCI image layout packed in a tar file (`oci-archive:`).
     OciArchive,
 }
 
 impl Transport {
+    /// The name bootc uses for the transport: `registry`, `oci` or `oci-archive`.
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Registry => "registry",
@@ -59,6 +64,7 @@ impl FromStr for Transport {
 /// An image and the transport that reaches it, as bootc's `ImageReference` {image, transport}.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub struct ImageReference {
+    /// How the image is reached.
     pub transport: Transport,
     /// The transport-specific name: `quay.io/org/os:tag`, or `/path[:tag]` for layouts.
     pub image: String,
@@ -161,15 +167,21 @@ impl fmt::Display for ImageReference {
 /// What an [`ImageReference`] points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
+    /// An image in a registry repository.
     Registry(RegistryRef),
+    /// An image in an OCI layout directory.
     OciDir(LayoutRef),
+    /// An image in an OCI layout tar archive.
     OciArchive(LayoutRef),
 }
 
 /// `oci:` / `oci-archive:` target: a path and an optional tag (`org.opencontainers.image.ref.name`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayoutRef {
+    /// The layout directory, or the tar file holding the layout.
     pub path: PathBuf,
+    /// Selects the image whose `org.opencontainers.image.ref.name` annotation is this; when `None`,
+    /// the layout must hold exactly one image.
     pub tag: Option<String>,
 }
 
@@ -181,10 +193,13 @@ pub struct RegistryRef {
     pub domain: String,
     /// `org/name`
     pub repository: String,
+    /// The tag, e.g. `latest`. Parsing sets `latest` when neither a tag nor a digest is given.
     pub tag: Option<String>,
+    /// The manifest digest after `@`; when set, it is what is fetched and the tag is ignored.
     pub digest: Option<Sha256Digest>,
 }
 
+/// The registry assumed when a name has no host part, as docker/distribution does.
 pub const DEFAULT_DOMAIN: &str = "docker.io";
 
 impl RegistryRef {

@@ -20,7 +20,9 @@ use crate::source::ImageSource;
 /// Settings for talking to registries.
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
+    /// Which registries may be reached over plain HTTP or without TLS verification.
     pub registries_conf: RegistriesConf,
+    /// Where credentials are looked up.
     pub auth: AuthFiles,
     /// Bound on connecting and on each wait for data.
     pub timeout: Duration,
@@ -49,6 +51,7 @@ pub struct RegistryClient {
 }
 
 impl RegistryClient {
+    /// A client using these settings (copied).
     pub fn new(opts: &RegistryOptions) -> Self {
         RegistryClient { opts: opts.clone() }
     }
@@ -131,11 +134,14 @@ pub struct RegistrySession {
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Challenge {
+    /// The authentication scheme as the registry wrote it, e.g. `Bearer` or `Basic`.
     pub scheme: String,
+    /// The `key=value` parameters in order, with quotes and escapes removed.
     pub params: Vec<(String, String)>,
 }
 
 impl Challenge {
+    /// The value of parameter `k` (compared case-insensitively), e.g. `realm` or `scope`.
     pub fn param(&self, k: &str) -> Option<&str> {
         self.params
             .iter()

@@ -42,10 +42,15 @@ pub fn open_blob(
 pub struct FetchedImage {
     /// Digest of the image manifest (the platform manifest when the reference named an index).
     pub manifest_digest: Sha256Digest,
+    /// The image manifest exactly as received, the bytes `manifest_digest` covers.
     pub manifest_bytes: Vec<u8>,
+    /// The image manifest, parsed and validated (sha256 digests, supported layer media types).
     pub manifest: ImageManifest,
+    /// Digest of the image config, as the manifest's config descriptor gives it.
     pub config_digest: Sha256Digest,
+    /// The image config exactly as received, checked against `config_digest` and its size.
     pub config_bytes: Vec<u8>,
+    /// The image config, parsed; it lists one diff_id per manifest layer.
     pub config: ImageConfiguration,
 }
 
@@ -72,9 +77,14 @@ impl FetchedImage {
 /// One layer as the manifest and config describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerInfo {
+    /// Digest of the layer blob as stored (compressed, if it is), from the manifest.
     pub digest: Sha256Digest,
+    /// Size of the layer blob as stored, in bytes, from the manifest.
     pub size: u64,
+    /// The layer's media type, which gives its compression (see
+    /// [`layer_compression`](crate::manifest::layer_compression)).
     pub media_type: String,
+    /// Digest of the uncompressed tar, from the config's `rootfs.diff_ids`.
     pub diff_id: Sha256Digest,
 }
 

@@ -4,6 +4,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use ociboot_fs::IoError;
+
 /// Errors of the content store. Messages name the image, blob or path concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -19,65 +21,51 @@ pub enum Error {
     /// The store's own files do not say what they should.
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// What was asked for is not there: no store in the sysroot, no such sysroot, or no image
+    /// matching a reference or digest.
     #[error("{0}")]
     NotFound(String),
+    /// A request the store refuses as asked: a write to a store opened read-only, an
+    /// ambiguous digest prefix, a non-empty unpack destination.
     #[error("{0}")]
     Usage(String),
     /// Our own data could not be serialised: a bug, not damage to the store.
     #[error("cannot serialise {what}: {source}")]
     Serialize {
+        /// What was being serialised (e.g. "image record", "layer header").
         what: String,
+        /// The serde_json error.
         #[source]
         source: serde_json::Error,
     },
     /// A worker thread panicked; `job` says what it was doing.
     #[error("the {job} thread panicked: {payload}")]
-    WorkerPanicked { job: String, payload: String },
-    /// An I/O operation failed. `context` says what was being done (and names the file);
-    /// `path` is that file, when there is one, for callers that branch on it.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        path: Option<PathBuf>,
-        #[source]
-        source: io::Error,
+    WorkerPanicked {
+        /// What the thread was doing (e.g. "object writer for layer sha256:…").
+        job: String,
+        /// The panic's message, or "(no message)" when it carried none.
+        payload: String,
     },
+    /// An I/O operation failed; the error names what was being done and the file.
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 impl Error {
     /// An I/O error with what was being done, about no one file.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            path: None,
-            source,
-        }
+        Error::Io(IoError::new(context, source))
     }
 
     /// An I/O error about the file `p`, the message naming only the file.
     pub fn path(p: impl Into<PathBuf>, source: io::Error) -> Self {
-        let p = p.into();
-        Error::Io {
-            context: p.display().to_string(),
-            path: Some(p),
-            source,
-        }
-    }
-
-    /// An I/O error while doing `verb` to the file `p`: "`verb` `p`: `source`".
-    pub fn at(verb: &str, p: impl AsRef<Path>, source: io::Error) -> Self {
-        let p = p.as_ref();
-        Error::Io {
-            context: format!("{verb} {}", p.display()),
-            path: Some(p.to_path_buf()),
-            source,
-        }
+        Error::Io(IoError::about(p, source))
     }
 
     /// The file an I/O error is about, if it names one.
     pub fn io_path(&self) -> Option<&Path> {
         match self {
-            Error::Io { path, .. } => path.as_deref(),
+            Error::Io(e) => e.path.as_deref(),
             _ => None,
         }
     }
@@ -85,15 +73,7 @@ impl Error {
     /// `what: ` in front of an I/O error's context; other errors are returned as they are.
     pub(crate) fn annotate(self, what: &str) -> Self {
         match self {
-            Error::Io {
-                context,
-                path,
-                source,
-            } => Error::Io {
-                context: format!("{what}: {context}"),
-                path,
-                source,
-            },
+            Error::Io(e) => Error::Io(e.prefixed(what)),
             o => o,
         }
     }
@@ -128,6 +108,7 @@ impl From<rustix::io::Errno> for Error {
     }
 }
 
+/// The result of content store operations, failing with [`Error`] unless told otherwise.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The result of joining a worker thread: a panic becomes [`Error::WorkerPanicked`] naming the
@@ -148,23 +129,8 @@ pub fn join_worker<T>(joined: std::thread::Result<T>, job: impl FnOnce() -> Stri
     })
 }
 
-/// Attach context to rustix and std I/O results.
-pub(crate) trait IoContext<T> {
-    /// What was being done, when it is about no one file (or about several).
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
-    /// Doing `verb` to the file `p`: the message says "`verb` `p`", and the error carries `p`.
-    fn at(self, verb: &str, p: impl AsRef<Path>) -> Result<T>;
-}
-
-impl<T, E: Into<io::Error>> IoContext<T> for std::result::Result<T, E> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::io(what(), e.into()))
-    }
-
-    fn at(self, verb: &str, p: impl AsRef<Path>) -> Result<T> {
-        self.map_err(|e| Error::at(verb, p, e.into()))
-    }
-}
+/// Attach context to rustix and std I/O results (the one trait of every crate).
+pub(crate) use ociboot_fs::IoContext;
 
 #[cfg(test)]
 mod tests {
@@ -199,7 +165,7 @@ mod tests {
     #[test]
     fn io_errors_carry_the_path() {
         let nf = || io::Error::from(io::ErrorKind::NotFound);
-        let e = Error::at("reading", "/x/y", nf());
+        let e = Error::from(IoError::at("reading", "/x/y", nf()));
         assert_eq!(e.io_path(), Some(Path::new("/x/y")));
         assert!(e.to_string().starts_with("reading /x/y: "), "{e}");
         let e = Error::path("/z", nf()).annotate("layer l");

@@ -1,20 +1,7 @@
-//! Crash injection for tests. With the `failpoints` feature, `OCIBOOT_FAILPOINT=NAME` makes the
-//! process abort (no unwinding, no cleanup, like `kill -9`) when it reaches the step `NAME`.
-//! Without the feature this compiles to nothing.
+//! The content store's crash points. [`hit`] (from `ociboot-fs`) aborts the process at a
+//! named step when the `failpoints` feature is on and `OCIBOOT_FAILPOINT` names it.
 
-/// Abort here if the environment names this step.
-#[inline]
-pub fn hit(name: &str) {
-    #[cfg(feature = "failpoints")]
-    {
-        if std::env::var("OCIBOOT_FAILPOINT").is_ok_and(|v| v == name) {
-            eprintln!("failpoint {name}: aborting");
-            std::process::abort();
-        }
-    }
-    #[cfg(not(feature = "failpoints"))]
-    let _ = name;
-}
+pub use ociboot_fs::failpoint::hit;
 
 /// Every named step, in the order a pull reaches them.
 pub const PULL_STEPS: &[&str] = &[

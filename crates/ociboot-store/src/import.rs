@@ -28,10 +28,12 @@ use writer::{write_objects, Job, Parser, WriterGone, CHUNK, QUEUE};
 /// What importing a layer produced.
 #[derive(Debug)]
 pub struct ImportedLayer {
+    /// The layer's changes in tar stream order, each file's object id filled in.
     pub ops: Vec<LayerOp>,
     /// The digest of the uncompressed stream; `None` for an uncompressed layer, whose
     /// diff_id is its blob digest (which the verifying reader below has checked).
     pub diff_id: Option<Sha256Digest>,
+    /// Bytes of the uncompressed tar stream, padding after the end marker included.
     pub uncompressed_size: u64,
 }
 
@@ -164,9 +166,10 @@ impl From<WriterGone> for EntryError {
 
 fn tar_err(what: &str, e: io::Error) -> Error {
     match Error::stream(what, e) {
-        Error::Io {
-            context, source, ..
-        } => Error::Layer(format!("{context}: malformed or truncated layer: {source}")),
+        Error::Io(e) => Error::Layer(format!(
+            "{}: malformed or truncated layer: {}",
+            e.context, e.source
+        )),
         other => other,
     }
 }

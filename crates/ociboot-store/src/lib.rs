@@ -17,13 +17,11 @@
 
 pub mod error;
 pub mod failpoint;
-pub mod fsutil;
 pub mod import;
 pub mod lock;
 pub mod objects;
 pub mod record;
 pub mod store;
-pub mod time;
 pub mod tree;
 pub mod unpack;
 

@@ -32,6 +32,7 @@ impl std::fmt::Debug for ObjectId {
 }
 
 impl ObjectId {
+    /// The id as 64 lowercase hex digits.
     pub fn hex(&self) -> String {
         ociboot_oci::digest::hex(&self.0)
     }
@@ -42,6 +43,8 @@ impl ObjectId {
         format!("{}/{}", &h[..2], &h[2..])
     }
 
+    /// The id of the object file `name` in fan-out directory `dir` (the inverse of
+    /// [`ObjectId::rel_path`]); `None` if the two do not make 64 hex digits.
     pub fn from_rel_path(dir: &str, name: &str) -> Option<ObjectId> {
         ociboot_oci::Sha256Digest::from_hex(&format!("{dir}{name}")).map(|d| ObjectId(d.0))
     }
@@ -72,9 +75,13 @@ pub const INLINE_MAX: u64 = 256 << 10;
 /// Counters of one import.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ImportStats {
+    /// Regular files stored, new or not.
     pub files: u64,
+    /// Objects written because the store did not have them yet.
     pub new_objects: u64,
+    /// Content bytes of the new objects.
     pub new_bytes: u64,
+    /// Files whose object the store (or an earlier file of the same import) already had.
     pub reused_objects: u64,
 }
 
@@ -97,6 +104,7 @@ pub struct Staging {
     egid: u32,
     unsynced: u64,
     syncer: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+    /// Counters of what this staging has stored so far.
     pub stats: ImportStats,
 }
 
@@ -113,6 +121,7 @@ pub struct LargeObject {
 }
 
 impl LargeObject {
+    /// Append `data` to the object, hashing it; `what` names the file for errors.
     pub fn write(&mut self, data: &[u8], what: &str) -> Result<()> {
         self.hasher.update(data);
         self.file
@@ -124,12 +133,12 @@ impl LargeObject {
 }
 
 fn open_dir(p: &Path) -> Result<OwnedFd> {
-    rustix::fs::open(
+    Ok(rustix::fs::open(
         p,
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .at("opening", p)
+    .at("opening", p)?)
 }
 
 impl Staging {
@@ -151,7 +160,7 @@ impl Staging {
             objects_fd,
             new: HashSet::new(),
             counter: 0,
-            umask: current_umask(),
+            umask: ociboot_fs::current_umask(),
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
             unsynced: 0,
@@ -367,12 +376,6 @@ pub(crate) fn set_xattrs_fd(f: &impl AsFd, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Res
     Ok(())
 }
 
-fn current_umask() -> u32 {
-    let old = rustix::process::umask(Mode::from_raw_mode(0o022));
-    rustix::process::umask(old);
-    old.bits()
-}
-
 /// Set owner, permission bits and xattrs on an open file, in the order that keeps setuid
 /// bits and file capabilities (chown clears both).
 pub fn apply_meta_fd(f: &impl AsFd, meta: &Meta) -> Result<()> {
@@ -385,45 +388,6 @@ pub fn apply_meta_fd(f: &impl AsFd, meta: &Meta) -> Result<()> {
     rustix::fs::fchmod(f, Mode::from_raw_mode(meta.mode))
         .ctx(|| format!("chmod {:o}", meta.mode))?;
     set_xattrs_fd(f, &meta.xattrs)
-}
-
-/// Read an object's extended attributes, sorted.
-pub fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut names = vec![0u8; 4096];
-    let n = loop {
-        match rustix::fs::llistxattr(path, &mut names) {
-            Ok(n) => break n,
-            Err(rustix::io::Errno::RANGE) => names.resize(names.len() * 4, 0),
-            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(Error::io(
-                    format!("listing xattrs of {}", path.display()),
-                    e.into(),
-                ))
-            }
-        }
-    };
-    let mut out = Vec::new();
-    for name in names[..n].split(|&b| b == 0).filter(|x| !x.is_empty()) {
-        let cname = CString::new(name).map_err(|_| Error::Corrupt("xattr name".into()))?;
-        let mut val = vec![0u8; 256];
-        let len = loop {
-            match rustix::fs::lgetxattr(path, cname.as_c_str(), &mut val) {
-                Ok(l) => break l,
-                Err(rustix::io::Errno::RANGE) => val.resize(val.len() * 4, 0),
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("reading xattr of {}", path.display()),
-                        e.into(),
-                    ))
-                }
-            }
-        };
-        val.truncate(len);
-        out.push((name.to_vec(), val));
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// Recompute the id of an object file from its content and metadata.
@@ -445,7 +409,7 @@ pub fn verify_object(path: &Path) -> Result<ObjectId> {
         uid: md.uid(),
         gid: md.gid(),
         mtime: 0,
-        xattrs: read_xattrs(path)?,
+        xattrs: ociboot_fs::read_xattrs(path)?,
     };
     Ok(ObjectId::compute(&h.finalize().into(), &meta))
 }

@@ -22,7 +22,9 @@ use crate::error::{Error, Result};
 use crate::objects::ObjectId;
 use crate::tree::{Content, LayerOp, Meta, Node, Tree};
 
+/// The first 8 bytes of a layer record (`layers/<blob hex>`).
 pub const LAYER_MAGIC: &[u8; 8] = b"OCIBLAYR";
+/// The first 8 bytes of an image's merged tree record (`images/<manifest hex>/tree`).
 pub const TREE_MAGIC: &[u8; 8] = b"OCIBTREE";
 const VERSION: u32 = 1;
 const MAX_FIELD: usize = 16 << 20;
@@ -38,6 +40,7 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
+    /// A record of kind `magic` whose header is `header` (JSON metadata, may be empty).
     pub fn new(magic: &[u8; 8], header: &[u8]) -> Self {
         let mut w = RecordWriter {
             magic: *magic,
@@ -106,6 +109,7 @@ impl RecordWriter {
         }
     }
 
+    /// Append one entry; its path is front-coded against the previous entry's.
     pub fn op(&mut self, op: &LayerOp) {
         self.count += 1;
         match op {

@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use ociboot_oci::{ImageReference, Sha256Digest};
 
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{ensure_dir, fsync_dir, remove_any};
 use crate::lock::{self, Lock};
 use crate::objects::ObjectId;
+use ociboot_fs::{ensure_dir, fsync_dir, remove_any};
 
 mod fsck;
 mod gc;
@@ -133,10 +133,12 @@ impl Store {
         self.root.join("dirty")
     }
 
+    /// The store directory, `<sysroot>/ociboot/store`.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The directory of file objects, with its 256 fan-out subdirectories.
     pub fn objects_dir(&self) -> PathBuf {
         self.root.join("objects")
     }

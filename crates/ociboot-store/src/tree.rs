@@ -16,7 +16,9 @@ use crate::objects::ObjectId;
 pub struct Meta {
     /// The low 12 bits of st_mode (no file type).
     pub mode: u32,
+    /// Numeric owner user id.
     pub uid: u32,
+    /// Numeric owner group id.
     pub gid: u32,
     /// Seconds since the epoch.
     pub mtime: i64,
@@ -27,26 +29,38 @@ pub struct Meta {
 /// What a node is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
+    /// A directory and its children, by name (one path component each).
     Dir(BTreeMap<Vec<u8>, Node>),
+    /// A regular file, its content kept in the store as a file object.
     File {
+        /// The object holding the content (and owner, mode and xattrs).
         object: ObjectId,
+        /// Content size in bytes.
         size: u64,
         /// The path of the file this one is hardlinked with in the image, if any.
         link: Option<Vec<u8>>,
     },
+    /// A symbolic link and its target, as stored (absolute or relative).
     Symlink(Vec<u8>),
+    /// A named pipe.
     Fifo,
+    /// A character device: major and minor number.
     CharDevice(u32, u32),
+    /// A block device: major and minor number.
     BlockDevice(u32, u32),
 }
 
+/// A file system entry, in a tree or a layer: its metadata and what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
+    /// Owner, mode, mtime and xattrs.
     pub meta: Meta,
+    /// The kind of entry and its payload (children, object, target, device numbers).
     pub content: Content,
 }
 
 impl Node {
+    /// Whether the node is a directory.
     pub fn is_dir(&self) -> bool {
         matches!(self.content, Content::Dir(_))
     }
@@ -62,6 +76,7 @@ impl Node {
         }
     }
 
+    /// The kind of node in words, for messages ("directory", "regular file", …).
     pub fn type_name(&self) -> &'static str {
         match self.content {
             Content::Dir(_) => "directory",
@@ -133,6 +148,7 @@ const MAX_SYMLINK_HOPS: usize = 40;
 /// An image's merged file tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tree {
+    /// The root directory; every other node is below it.
     pub root: Node,
 }
 
@@ -145,6 +161,7 @@ impl Default for Tree {
 }
 
 impl Tree {
+    /// An empty tree: just a root directory with mode 0755, owned by root.
     pub fn new() -> Self {
         Self::default()
     }

@@ -35,8 +35,12 @@ pub enum Mode {
 /// Counters of an unpack.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct UnpackStats {
+    /// Entries created below the destination (the destination itself not counted).
     pub entries: u64,
+    /// File content bytes copied from the store (none in [`Mode::Hardlink`]).
     pub bytes: u64,
+    /// Files created as hardlinks: to another file of the tree, or to a store object in
+    /// [`Mode::Hardlink`].
     pub hardlinks: u64,
 }
 
@@ -62,12 +66,6 @@ struct Ctx<'a> {
 struct DirFix {
     chown: bool,
     chmod: bool,
-}
-
-fn current_umask() -> u32 {
-    let old = rustix::process::umask(Mode_::from_raw_mode(0o022));
-    rustix::process::umask(old);
-    old.bits()
 }
 
 fn times(mtime: i64) -> Timestamps {
@@ -126,7 +124,7 @@ pub fn unpack_with(store: &Store, tree: &Tree, dest: &Path, mode: Mode) -> Resul
             rustix::process::geteuid().as_raw(),
             rustix::process::getegid().as_raw(),
         ),
-        umask: current_umask(),
+        umask: ociboot_fs::current_umask(),
         parent_sgid: tree.root.meta.mode & 0o2000 != 0,
     };
     let Content::Dir(children) = &tree.root.content else {
@@ -498,8 +496,10 @@ impl<'a> Ctx<'a> {
             )
             .ctx(|| format!("chown {what}"))?;
         }
-        rustix::fs::utimensat(dir, name, &times(m.mtime), AtFlags::SYMLINK_NOFOLLOW)
-            .ctx(|| format!("setting times of {what}"))
+        Ok(
+            rustix::fs::utimensat(dir, name, &times(m.mtime), AtFlags::SYMLINK_NOFOLLOW)
+                .ctx(|| format!("setting times of {what}"))?,
+        )
     }
 }
 
@@ -521,5 +521,5 @@ fn finish_dir(fd: &OwnedFd, m: &Meta, fix: DirFix, what: &str) -> Result<()> {
     if !m.xattrs.is_empty() {
         crate::objects::set_xattrs_fd(fd, &m.xattrs).map_err(|e| e.annotate(what))?;
     }
-    rustix::fs::futimens(fd, &times(m.mtime)).ctx(|| format!("setting times of {what}"))
+    Ok(rustix::fs::futimens(fd, &times(m.mtime)).ctx(|| format!("setting times of {what}"))?)
 }

@@ -13,6 +13,7 @@ const MAX_CLI_FN_LINES: usize = 80;
 /// The library crates in data-flow order, then the CLI: a crate may depend only on crates to
 /// its left.
 const FLOW: &[&str] = &[
+    "ociboot-fs",
     "ociboot-oci",
     "ociboot-store",
     "ociboot-deploy",

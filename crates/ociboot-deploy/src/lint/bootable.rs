@@ -15,6 +15,7 @@ pub const MODULES_DIR: &str = "usr/lib/modules";
 /// What makes an image bootable, as host paths under its root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bootable {
+    /// The image's one kernel and its initramfs.
     pub kernel: KernelFiles,
     /// The static ociboot binary (`usr/bin/ociboot`).
     pub init: PathBuf,
@@ -23,40 +24,52 @@ pub struct Bootable {
 /// The image's one kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelFiles {
+    /// The kernel version: the name of its directory under `usr/lib/modules`.
     pub kver: String,
+    /// The host path of the kernel, `usr/lib/modules/<kver>/vmlinuz` under the root.
     pub vmlinuz: PathBuf,
+    /// The host path of the initramfs beside it, `initramfs.img`.
     pub initramfs: PathBuf,
 }
 
 /// Why an image cannot boot. Messages name the path in the image.
 #[derive(Debug, thiserror::Error)]
 pub enum NotBootable {
+    /// No `usr/lib/modules/<kver>/vmlinuz` regular file (or no `usr/lib/modules` directory).
     #[error("no kernel: no /{MODULES_DIR}/<kver>/vmlinuz")]
     NoKernel,
+    /// More than one kernel version has a `vmlinuz`; holds the versions, in sorted order.
     #[error(
         "{} kernels: {}; an image has exactly one",
         .0.len(),
         .0.iter().map(|k| format!("/{MODULES_DIR}/{k}/vmlinuz")).collect::<Vec<_>>().join(", ")
     )]
     SeveralKernels(Vec<String>),
+    /// The kernel of this version has no `initramfs.img` regular file beside it.
     #[error(
         "/{MODULES_DIR}/{0}/initramfs.img is missing: the kernel boots with the initramfs beside \
          it (make it in the Containerfile, e.g. with dracut or update-initramfs)"
     )]
     NoInitramfs(String),
+    /// The image has no `usr/bin/ociboot`.
     #[error("the image has no /{INIT_IN_IMAGE} (a statically linked ociboot): it sets up the root at boot")]
     NoInit,
+    /// `usr/bin/ociboot` is a symlink, not the binary itself.
     #[error("/{INIT_IN_IMAGE} is a symlink; it must be the static ociboot binary itself (the kernel starts it as init=)")]
     InitSymlink,
+    /// `usr/bin/ociboot` is neither a symlink nor a regular file (a directory, say).
     #[error("/{INIT_IN_IMAGE} is not a regular file")]
     InitNotFile,
+    /// `usr/bin/ociboot` is a dynamically linked ELF.
     #[error(
         "/{INIT_IN_IMAGE} is dynamically linked; it runs before any library is reachable, so \
          build it with RUSTFLAGS='-C target-feature=+crt-static'"
     )]
     InitDynamic,
+    /// `usr/bin/ociboot` could not be read or is not a valid ELF file.
     #[error("/{INIT_IN_IMAGE}: {0}")]
     InitNotElf(#[source] ElfError),
+    /// Reading the image failed: an I/O error, or too many symlinks in a path.
     #[error(transparent)]
     Io(#[from] crate::Error),
 }
@@ -138,7 +151,7 @@ fn kver(name: &std::ffi::OsStr) -> String {
 }
 
 fn io(path: &Path, source: std::io::Error) -> NotBootable {
-    NotBootable::Io(crate::Error::at("reading", path, source))
+    NotBootable::Io(ociboot_fs::IoError::at("reading", path, source).into())
 }
 
 #[cfg(test)]

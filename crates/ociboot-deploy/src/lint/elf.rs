@@ -20,14 +20,23 @@ pub enum ElfLinking {
 /// Why a file's linking could not be told.
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
+    /// The file could not be opened (a symlink, say, which is not followed) or read.
     #[error("reading {}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The error from the system.
         #[source]
         source: io::Error,
     },
+    /// The file is not a 64-bit little-endian ELF executable, or its headers are malformed.
     #[error("{}: not a 64-bit little-endian ELF executable ({why})", path.display())]
-    Invalid { path: PathBuf, why: &'static str },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it, such as `no ELF magic` or `truncated`.
+        why: &'static str,
+    },
 }
 
 const EHDR_LEN: usize = 64;

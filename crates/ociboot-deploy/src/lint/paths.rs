@@ -38,7 +38,7 @@ pub(crate) fn lookup(root: &Path, rel: &Path, follow_last: bool) -> Result<Optio
         let m = match std::fs::symlink_metadata(&host) {
             Ok(m) => m,
             Err(e) if is_missing(&e) => return Ok(None),
-            Err(e) => return Err(e).at("stat", &host),
+            Err(e) => return Ok(Err(e).at("stat", &host)?),
         };
         if m.file_type().is_symlink() && (follow_last || !todo.is_empty()) {
             links += 1;

@@ -93,7 +93,9 @@ pub(crate) fn walk(
         let st = match rustix::fs::statat(&top.fd, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(rustix::io::Errno::NOENT) => continue, // removed since listed
-            Err(e) => return Err(e).at("stat", host(root, &rel)),
+            Err(e) => {
+                return Err(ociboot_fs::IoError::at("stat", host(root, &rel), e.into()).into())
+            }
         };
         let ft = FileType::from_raw_mode(st.st_mode);
         found.visit(&rel, name.to_bytes(), ft, st.st_mode, st.st_size);
@@ -110,7 +112,11 @@ pub(crate) fn walk(
         let sub =
             match rustix::fs::openat(&top.fd, &name, dir_flags | OFlags::NOFOLLOW, Mode::empty()) {
                 Ok(fd) => fd,
-                Err(e) => return Err(e).at("opening", host(root, &rel)),
+                Err(e) => {
+                    return Err(
+                        ociboot_fs::IoError::at("opening", host(root, &rel), e.into()).into(),
+                    )
+                }
             };
         let names = list(&sub, root, &rel)?;
         stack.push(Frame {

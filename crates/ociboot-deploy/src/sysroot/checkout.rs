@@ -60,7 +60,7 @@ impl Checkout {
             image_kargs: spec.image_kargs,
             pinned: false,
             cached_update: None,
-            deployed_at: ociboot_store::time::now(),
+            deployed_at: ociboot_fs::time::now(),
             kernel: None,
         })
     }
@@ -105,7 +105,7 @@ impl Sysroot {
         std::fs::create_dir_all(&dir).at("creating", &dir)?;
         let var = etc_to_usr_etc(&mut tree)?;
         let partial = dir.join(format!("{id}.partial"));
-        ociboot_store::fsutil::remove_any(&partial)?;
+        ociboot_fs::remove_any(&partial)?;
         ociboot_store::unpack_with(store, &tree, &partial, UnpackMode::Hardlink)?;
         if with_etc {
             let usr_etc = partial.join("usr/etc");
@@ -121,11 +121,11 @@ impl Sysroot {
                 .ctx(|| format!("creating {}/{sub}", partial.display()))?;
         }
         self.seed_var(store, stateroot, var)?;
-        ociboot_store::fsutil::syncfs(&dir)?;
+        ociboot_fs::syncfs(&dir)?;
         let root = dir.join(&id);
         std::fs::rename(&partial, &root)
             .ctx(|| format!("renaming {} to {}", partial.display(), root.display()))?;
-        ociboot_store::fsutil::fsync_dir(&dir)?;
+        ociboot_fs::fsync_dir(&dir)?;
         Ok(Checkout {
             stateroot: stateroot.to_string(),
             id,
@@ -152,7 +152,7 @@ impl Sysroot {
                 root: var.unwrap_or_else(ociboot_store::Node::implicit_dir),
             };
             if var_tree.root.is_dir() {
-                ociboot_store::fsutil::remove_any(&var_dir)?;
+                ociboot_fs::remove_any(&var_dir)?;
                 ociboot_store::unpack(store, &var_tree, &var_dir)?;
             }
         }

@@ -15,7 +15,9 @@ use crate::fstree;
 /// Which directory [`Sysroot::drift`] compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DriftKind {
+    /// The booted deployment's `/etc` against its image's pristine `/etc` (`usr/etc`).
     Etc,
+    /// The stateroot's shared `/var` against the image's `/var`, which seeded it.
     Var,
 }
 
@@ -24,6 +26,7 @@ pub enum DriftKind {
 pub struct Drift {
     /// `/etc` or `/var`: what the paths of `diff` are relative to.
     pub base: &'static str,
+    /// The paths added, modified and removed since the image, relative to `base`.
     pub diff: EtcDiff,
 }
 
@@ -54,7 +57,7 @@ impl Sysroot {
         let var = image_var(&mut tree)?;
         std::fs::create_dir_all(&self.run).at("creating", &self.run)?;
         let scratch = self.run.join(format!("var-image-{}", std::process::id()));
-        fstree::remove_path(&scratch)?;
+        ociboot_fs::remove_any(&scratch)?;
         let res = (|| {
             if var.is_dir() {
                 ociboot_store::unpack(&store, &Tree { root: var }, &scratch)?;
@@ -63,7 +66,7 @@ impl Sysroot {
             let live = fstree::scan(&self.var_dir(&d.stateroot))?;
             Ok(etcmerge::diff(&image, &live))
         })();
-        fstree::remove_path(&scratch)?;
+        ociboot_fs::remove_any(&scratch)?;
         res
     }
 }

@@ -14,16 +14,20 @@ use ociboot_oci::{ImageReference, Sha256Digest};
 use super::{hit, State, Sysroot, SysrootLock};
 use crate::bls::{self, Entry};
 use crate::error::Result;
-use crate::fstree;
 use crate::origin::Origin;
 
 /// What garbage collection removed.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct GcReport {
+    /// Deployment directories removed (leftover `.partial` checkouts included).
     pub deployments: u64,
+    /// Image references removed from the store.
     pub refs: u64,
+    /// Kernel directories removed from /boot.
     pub kernels: u64,
+    /// Images removed from the store; 0 when the store was not pruned.
     pub images: u64,
+    /// Disk space the store prune freed, in bytes (allocated blocks); 0 when it was not pruned.
     pub bytes: u64,
 }
 
@@ -102,7 +106,7 @@ impl Sysroot {
                 if !n.ends_with(".origin") {
                     report.deployments += 1;
                 }
-                fstree::remove_path(&e.path())?;
+                ociboot_fs::remove_any(&e.path())?;
             }
         }
         Ok(live)
@@ -124,7 +128,7 @@ impl Sysroot {
         }
         let mut n = 0;
         for k in bls::unused_kernel_dirs(&self.boot, &kernel_users)? {
-            fstree::remove_path(&k)?;
+            ociboot_fs::remove_any(&k)?;
             n += 1;
         }
         Ok(n)

@@ -24,9 +24,13 @@ use crate::origin::CachedUpdate;
 /// Options of `install to-filesystem`.
 #[derive(Debug, Clone, Default)]
 pub struct InstallOptions {
+    /// The image to pull and deploy (`--source-imgref`); required.
     pub source: Option<ImageReference>,
+    /// The image the installed system follows for updates; `None` for `source`.
     pub target: Option<ImageReference>,
+    /// The stateroot of the first deployment (a plain file name).
     pub stateroot: String,
+    /// Extra kernel arguments, after those from the image's kargs.d.
     pub kargs: Vec<String>,
     /// `root=` value; empty for none.
     pub root_mount_spec: Option<String>,
@@ -133,7 +137,7 @@ impl Sysroot {
             scan_etc_while(&booted, || self.checkout(store, digest, &stateroot, false));
         let co = co?;
         let cleanup = |e: Error| {
-            let _ = fstree::remove_path(&co.root);
+            let _ = ociboot_fs::remove_any(&co.root);
             e
         };
         // The merge itself happens at finalize, with /etc as it is then; conflicts now.
@@ -208,11 +212,11 @@ impl Sysroot {
         let booted = state.booted().cloned().ok_or_else(not_booted)?;
         // Never retried: if this is interrupted, the old deployment boots.
         std::fs::remove_file(self.staged_file()).at("removing", self.staged_file())?;
-        ociboot_store::fsutil::fsync_dir(&self.run)?;
+        ociboot_fs::fsync_dir(&self.run)?;
         hit("finalize-unlinked");
         // /etc as it is at this moment, into a fresh copy of the new pristine /etc, swapped in.
         let new_etc = staged.root.join("etc.merged");
-        fstree::remove_path(&new_etc)?;
+        ociboot_fs::remove_any(&new_etc)?;
         let usr_etc = staged.root.join("usr/etc");
         // The shutdown waits for this: read the booted /etc and its pristine copy on a
         // second thread while the new pristine /etc is copied.
@@ -220,18 +224,18 @@ impl Sysroot {
             if usr_etc.is_dir() {
                 fstree::copy_path(&usr_etc, &new_etc)
             } else {
-                std::fs::create_dir(&new_etc).at("creating", &new_etc)
+                Ok(std::fs::create_dir(&new_etc).at("creating", &new_etc)?)
             }
         });
         copied?;
         let (o, m) = scans?;
         etcmerge::merge_scanned(&o, &m, &booted.root.join("etc"), &new_etc)?;
-        ociboot_store::fsutil::syncfs(&staged.root)?;
+        ociboot_fs::syncfs(&staged.root)?;
         // Staging leaves etc out; the merged one appears by one rename.
         let etc = staged.root.join("etc");
-        fstree::remove_path(&etc)?;
+        ociboot_fs::remove_any(&etc)?;
         std::fs::rename(&new_etc, &etc).ctx(|| format!("renaming {} to etc", new_etc.display()))?;
-        ociboot_store::fsutil::fsync_dir(&staged.root)?;
+        ociboot_fs::fsync_dir(&staged.root)?;
         hit("finalize-etc-merged");
         let mut order: Vec<&Deployment> = vec![&staged, &booted];
         for (_, d) in &state.entries {

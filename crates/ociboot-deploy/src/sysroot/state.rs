@@ -17,21 +17,26 @@ use crate::origin::Origin;
 pub struct State {
     /// Deployments in boot order (default first), with their entries.
     pub entries: Vec<(Entry, Deployment)>,
+    /// The deployment staged for the next boot and its `staged.json` record, if any.
     pub staged: Option<(Deployment, StagedInfo)>,
     /// The `ociboot=` value on the running kernel's command line, if it names an entry.
     pub booted: Option<String>,
 }
 
 impl State {
+    /// The position of the booted deployment in `entries`, if booted into one of them.
     pub fn booted_index(&self) -> Option<usize> {
         let b = self.booted.as_ref()?;
         self.entries.iter().position(|(_, d)| &d.key() == b)
     }
 
+    /// The booted deployment, if it has an entry.
     pub fn booted(&self) -> Option<&Deployment> {
         self.booted_index().map(|i| &self.entries[i].1)
     }
 
+    /// The position of the rollback deployment: the first entry other than the booted one. `None`
+    /// when not booted into an entry.
     pub fn rollback_index(&self) -> Option<usize> {
         let b = self.booted_index();
         self.entries
@@ -39,6 +44,7 @@ impl State {
             .position(|(_, d)| Some(d.key()) != self.booted && b.is_some())
     }
 
+    /// The rollback deployment (see [`State::rollback_index`]).
     pub fn rollback(&self) -> Option<&Deployment> {
         self.rollback_index().map(|i| &self.entries[i].1)
     }
@@ -106,7 +112,7 @@ impl Sysroot {
         let data = match std::fs::read(&p) {
             Ok(data) => data,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).at("reading", &p),
+            Err(e) => return Ok(Err(e).at("reading", &p)?),
         };
         serde_json::from_slice(&data)
             .map(Some)
@@ -117,7 +123,7 @@ impl Sysroot {
     pub(super) fn write_staged(&self, info: &StagedInfo) -> Result<()> {
         let data =
             serde_json::to_vec(info).map_err(ociboot_store::Error::serialize("staged.json"))?;
-        ociboot_store::fsutil::write_atomic(&self.staged_file(), &data)?;
+        ociboot_fs::write_atomic(&self.staged_file(), &data)?;
         Ok(())
     }
 }
@@ -172,7 +178,7 @@ mod tests {
         // Unreadable (a directory where the file should be): an error naming the file.
         std::fs::create_dir_all(s.staged_file()).unwrap();
         let err = s.state_booted_by("").unwrap_err();
-        assert!(matches!(&err, Error::Io { .. }), "{err}");
+        assert!(matches!(&err, Error::Io(_)), "{err}");
         assert_eq!(err.io_path(), Some(s.staged_file().as_path()));
         assert!(err.to_string().contains("staged.json"), "{err}");
         // Unparsable: an error naming the file too.

@@ -20,7 +20,10 @@ pub type RegistryLoader<'a> = &'a dyn Fn() -> ociboot_oci::Result<RegistryOption
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpgradeMode {
     /// Pull and stage an update; with `download_only` it is not applied at shutdown.
-    Stage { download_only: bool },
+    Stage {
+        /// `--download-only`: not applied at shutdown until `--from-downloaded` unlocks it.
+        download_only: bool,
+    },
     /// `--check`: only find out whether there is an update.
     Check,
     /// `--from-downloaded`: let a download-only update be applied; no network.
@@ -33,10 +36,15 @@ pub enum UpgradeOutcome {
     /// `--from-downloaded`: whether a download-only update was staged (and is now unlocked).
     Unlocked(bool),
     /// `--check`: the followed image is what is booted.
-    NoChanges { image: ImageReference },
+    NoChanges {
+        /// The followed image (the staged deployment's, else the booted one's).
+        image: ImageReference,
+    },
     /// `--check`: the followed image changed (recorded in the booted origin).
     Available {
+        /// The followed image (the staged deployment's, else the booted one's).
         image: ImageReference,
+        /// What its source serves now: manifest digest, version, timestamp, architecture.
         update: CachedUpdate,
     },
     /// The update is the one already staged (unlocked unless `download_only`).

@@ -11,7 +11,7 @@ use std::io::{self, BufReader, Read};
 use std::sync::{mpsc, Arc};
 
 use flate2::bufread::MultiGzDecoder;
-use ociboot_oci::{Compression, Sha256Digest};
+use ociboot_oci::{BlobCheck, Compression, Sha256Digest};
 use sha2::Digest as _;
 
 /// Counts bytes for a progress callback.
@@ -22,6 +22,7 @@ pub struct ProgressReader<R, F: FnMut(u64)> {
 }
 
 impl<R: Read, F: FnMut(u64)> ProgressReader<R, F> {
+    /// Wrap `inner`; after every read `f` gets the total number of bytes read so far.
     pub fn new(inner: R, f: F) -> Self {
         ProgressReader { inner, total: 0, f }
     }
@@ -47,8 +48,9 @@ pub(super) struct StreamHasher<R> {
     len: usize,
     hasher: Hasher,
     count: u64,
-    /// Verify the stream as a blob: its digest, its size, and its name for errors.
-    expect: Option<(Sha256Digest, u64, String)>,
+    /// Verify the stream as a blob (its size as it arrives, its digest at the end), until it
+    /// is verified.
+    check: Option<(BlobCheck, String)>,
 }
 
 const STREAM_BUF: usize = 256 << 10;
@@ -68,13 +70,6 @@ impl Drop for Hasher {
             let _ = w.join();
         }
     }
-}
-
-fn mismatch(what: &str, msg: String) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        ociboot_oci::digest::BlobMismatch(format!("{what}: {msg}")),
-    )
 }
 
 impl<R: Read> StreamHasher<R> {
@@ -101,7 +96,7 @@ impl<R: Read> StreamHasher<R> {
             len: 0,
             hasher,
             count: 0,
-            expect: None,
+            check: None,
         }
     }
 
@@ -109,7 +104,7 @@ impl<R: Read> StreamHasher<R> {
     /// fails past `size` bytes, and at the end on a short stream or another digest.
     pub(super) fn verifying(inner: R, digest: Sha256Digest, size: u64, what: String) -> Self {
         let mut s = Self::new(inner, true);
-        s.expect = Some((digest, size, what));
+        s.check = Some((BlobCheck::new(digest, size, what.clone()), what));
         s
     }
 
@@ -122,8 +117,8 @@ impl<R: Read> StreamHasher<R> {
     /// Stop feeding the hasher and take its digest (`None` when not hashing).
     fn join_hasher(&mut self) -> crate::Result<Option<Sha256Digest>> {
         self.hasher.tx = None;
-        let job = || match &self.expect {
-            Some((_, _, what)) => format!("blob hasher for {what}"),
+        let job = || match &self.check {
+            Some((_, what)) => format!("blob hasher for {what}"),
             None => "diff_id hasher".to_string(),
         };
         self.hasher
@@ -144,37 +139,24 @@ impl<R: Read> StreamHasher<R> {
         };
         let buf = Arc::get_mut(&mut self.pool[idx])
             .ok_or_else(|| io::Error::other("stream buffer still shared"))?;
-        let n = self.inner.read(buf)?;
+        let want = match &self.check {
+            Some((c, _)) => c.want(buf.len()),
+            None => buf.len(),
+        };
+        let n = self.inner.read(&mut buf[..want])?;
         self.cur = idx;
         self.pos = 0;
         self.len = n;
         self.count += n as u64;
-        if let Some((digest, size, what)) = &self.expect {
-            if self.count > *size {
-                return Err(mismatch(
-                    what,
-                    format!("blob is larger than the {size} bytes its descriptor declares"),
-                ));
-            }
+        if let Some((c, _)) = &mut self.check {
+            c.arrived(n)?;
             if n == 0 {
-                let (digest, size, what) = (*digest, *size, what.clone());
-                if self.count != size {
-                    return Err(mismatch(
-                        &what,
-                        format!("truncated blob: got {} of {size} bytes", self.count),
-                    ));
-                }
                 let got = self.join_hasher().map_err(io::Error::other)?;
-                if got != Some(digest) {
-                    let got = got
-                        .map(|d| d.to_string())
-                        .unwrap_or_else(|| "nothing".into());
-                    return Err(mismatch(
-                        &what,
-                        format!("digest mismatch: expected {digest}, got {got}"),
-                    ));
+                if let Some((c, _)) = &self.check {
+                    // Hashing was on (`verifying` turns it on), so there is a digest.
+                    c.finish(got.unwrap_or(Sha256Digest([0; 32])))?;
                 }
-                self.expect = None;
+                self.check = None;
                 return Ok(());
             }
         }

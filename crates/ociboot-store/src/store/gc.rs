@@ -15,17 +15,22 @@ use serde::Serialize;
 
 use super::Store;
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{disk_usage, fsync_dir, remove_any, syncfs};
 use crate::objects::ObjectId;
 use crate::tree::{Content, LayerOp};
+use ociboot_fs::{disk_usage, fsync_dir, remove_any, syncfs};
 
 /// What garbage collection removed.
 #[derive(Debug, Default, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PruneReport {
+    /// Image directories removed.
     pub images: u64,
+    /// Layer records removed.
     pub layers: u64,
+    /// File objects removed.
     pub objects: u64,
+    /// Disk space freed, in bytes (allocated blocks; an object still hardlinked elsewhere,
+    /// e.g. by a deployment, frees nothing).
     pub bytes: u64,
 }
 
@@ -98,7 +103,7 @@ impl Store {
         self.ensure_writable()?;
         let p = self.ref_path(r);
         std::fs::remove_file(&p).at("removing", &p)?;
-        fsync_dir(&self.root.join("refs"))
+        Ok(fsync_dir(&self.root.join("refs"))?)
     }
 
     /// Drop images no reference (and no `keep` root) points to, layers no image uses and

@@ -18,11 +18,11 @@ use ociboot_oci::{
 use super::{ImageRecord, LayerMeta, RefRecord, Store};
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
-use crate::fsutil::{ensure_dir, fsync_dir, remove_any, syncfs, write_atomic};
 use crate::import::{import_layer, ProgressReader};
 use crate::objects::{ImportStats, ObjectId, Staging};
 use crate::record;
 use crate::tree::Tree;
+use ociboot_fs::{ensure_dir, fsync_dir, remove_any, syncfs, write_atomic};
 
 /// What a pull reports while it runs; the CLI draws progress bars from it.
 pub trait PullProgress {
@@ -32,9 +32,11 @@ pub trait PullProgress {
     fn resolved(&self, _image: &str, _digest: &Sha256Digest, _layers: usize) {}
     /// A layer is already in the store.
     fn layer_cached(&self, _index: usize, _layer: &LayerInfo) {}
+    /// A layer is about to be downloaded and imported.
     fn layer_start(&self, _index: usize, _layer: &LayerInfo) {}
     /// Compressed bytes of the layer read so far.
     fn layer_progress(&self, _index: usize, _bytes: u64) {}
+    /// A layer's objects are durable and its record is written; `stats` counts its files.
     fn layer_done(&self, _index: usize, _stats: &ImportStats) {}
 }
 
@@ -45,11 +47,18 @@ impl PullProgress for NoProgress {}
 /// The result of a pull.
 #[derive(Debug, Clone)]
 pub struct PullOutcome {
+    /// The reference that was pulled.
     pub reference: ImageReference,
+    /// The digest of the image's manifest, which names the image in the store.
     pub manifest_digest: Sha256Digest,
+    /// The image was in the store already and no layer had to be downloaded (the reference
+    /// may still have been written).
     pub already_present: bool,
+    /// Layers downloaded and imported by this pull.
     pub layers_fetched: usize,
+    /// Layers whose record the store already had.
     pub layers_cached: usize,
+    /// Counters of the fetched layers' files, summed (all zero when none was fetched).
     pub stats: ImportStats,
 }
 
@@ -263,7 +272,7 @@ impl Store {
             architecture: f.config.architecture().to_string(),
             version: ociboot_oci::manifest::version_label(&f.config),
             created: ociboot_oci::manifest::created_timestamp(&f.config),
-            pulled_at: crate::time::now(),
+            pulled_at: ociboot_fs::time::now(),
         };
         let tmp = self
             .root
@@ -294,17 +303,18 @@ impl Store {
         let dest = self.image_dir(&f.manifest_digest);
         std::fs::rename(&tmp, &dest)
             .ctx(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
-        fsync_dir(&self.root.join("images"))
+        Ok(fsync_dir(&self.root.join("images"))?)
     }
 
     fn write_ref(&self, r: &ImageReference, d: &Sha256Digest) -> Result<()> {
         let rec = RefRecord {
             reference: r.clone(),
             manifest_digest: *d,
-            updated_at: crate::time::now(),
+            updated_at: ociboot_fs::time::now(),
         };
         let data = serde_json::to_vec_pretty(&rec).map_err(Error::serialize("reference record"))?;
-        write_atomic(&self.ref_path(r), &data)
+        write_atomic(&self.ref_path(r), &data)?;
+        Ok(())
     }
 }
 

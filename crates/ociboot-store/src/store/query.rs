@@ -17,10 +17,15 @@ use crate::tree::{LayerOp, Tree};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct LayerMeta {
+    /// The digest of the layer blob (compressed), which names the record under `layers/`.
     pub digest: Sha256Digest,
+    /// The digest of the uncompressed tar stream, as the image config lists it.
     pub diff_id: Sha256Digest,
+    /// Size of the blob (compressed) in bytes, as the manifest gives it.
     pub size: u64,
+    /// The blob's media type from the manifest, which says how it is compressed.
     pub media_type: String,
+    /// Bytes of the uncompressed tar stream.
     pub uncompressed_size: u64,
 }
 
@@ -28,14 +33,24 @@ pub struct LayerMeta {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageRecord {
+    /// The digest of the manifest, which names the image directory (`images/<hex>`).
     pub manifest_digest: Sha256Digest,
+    /// The digest of the image config.
     pub config_digest: Sha256Digest,
+    /// The layers in manifest order, lowest first.
     pub layers: Vec<LayerMeta>,
+    /// Number of nodes in the merged tree: every entry (directories, the root included),
+    /// not just regular files.
     pub files: u64,
+    /// Sum of the regular files' sizes in the merged tree, in bytes.
     pub unpacked_size: u64,
+    /// The CPU architecture the config names (`amd64`, `arm64`, …).
     pub architecture: String,
+    /// Label `org.opencontainers.image.version`, else the legacy `version` label.
     pub version: Option<String>,
+    /// Label `org.opencontainers.image.created`, else the config's `created` time.
     pub created: Option<String>,
+    /// When the image was written to the store, as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
     pub pulled_at: String,
 }
 
@@ -43,8 +58,11 @@ pub struct ImageRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RefRecord {
+    /// The reference (transport and image) the file stands for.
     pub reference: ImageReference,
+    /// The manifest digest of the image the reference points to.
     pub manifest_digest: Sha256Digest,
+    /// When the reference was last written, as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
     pub updated_at: String,
 }
 
@@ -52,11 +70,17 @@ pub struct RefRecord {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSummary {
+    /// The reference as shown to users: bare for a registry image, else `transport:name`.
     pub reference: String,
+    /// The reference's transport: `registry`, `oci` or `oci-archive`.
     pub transport: String,
+    /// The manifest digest of the image.
     pub digest: Sha256Digest,
+    /// The image's version label, if any (see [`ImageRecord::version`]).
     pub version: Option<String>,
+    /// The image's creation time, if known (see [`ImageRecord::created`]).
     pub created: Option<String>,
+    /// The CPU architecture the image config names.
     pub architecture: String,
     /// Sum of the compressed layer sizes.
     pub size: u64,
@@ -151,6 +175,8 @@ impl Store {
         )))
     }
 
+    /// The `image.json` of the image with manifest digest `d`; one that does not parse is
+    /// [`Error::Corrupt`].
     pub fn image_record(&self, d: &Sha256Digest) -> Result<ImageRecord> {
         let p = self.image_dir(d).join("image.json");
         let data = std::fs::read(&p).at("reading", &p)?;

@@ -1,4 +1,5 @@
-//! RFC 3339 timestamps without a calendar library.
+//! RFC 3339 timestamps for the records ociboot writes (when a deployment was made, when an
+//! image was pulled), without a calendar library.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,6 +26,7 @@ pub fn rfc3339(secs: i64) -> String {
     )
 }
 
+/// The current time as `YYYY-MM-DDTHH:MM:SSZ` (the epoch if the clock is before it).
 pub fn now() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -1,0 +1,121 @@
+//! A hostile tree: symlinks to the outside, absolute and relative, at the end and in the
+//! middle of paths, and `..`. Nothing outside the root may be read, changed or removed.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use super::*;
+
+/// `outside/secret` beside `root/`, and in the root symlinks that lead to it.
+fn hostile() -> (tempfile::TempDir, Root) {
+    let t = tempfile::tempdir().unwrap();
+    let outside = t.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("secret"), b"host").unwrap();
+    let root = t.path().join("root");
+    std::fs::create_dir_all(root.join("etc/real")).unwrap();
+    std::fs::write(root.join("etc/real/x"), b"image").unwrap();
+    symlink(&outside, root.join("etc/abs")).unwrap();
+    symlink("../../outside", root.join("etc/rel")).unwrap();
+    symlink(outside.join("secret"), root.join("etc/file-link")).unwrap();
+    let r = Root::open(&root).unwrap();
+    (t, r)
+}
+
+fn secret_is_there(t: &tempfile::TempDir) -> bool {
+    std::fs::read(t.path().join("outside/secret")).is_ok_and(|d| d == b"host")
+}
+
+#[test]
+fn a_symlink_in_the_middle_of_a_path_is_never_followed() {
+    let (t, r) = hostile();
+    for p in ["etc/abs/secret", "etc/rel/secret", "/etc/abs/secret"] {
+        let e = r.read(p, 100).unwrap_err();
+        assert!(e.to_string().contains("etc/"), "{e}");
+        assert!(r.stat(p).is_err(), "{p}: stat went through a symlink");
+        assert!(r.remove(p).is_err(), "{p}: remove went through a symlink");
+        assert!(r.create_dir_all(format!("{p}/new"), 0o755).is_err());
+        assert!(r.symlink("x", format!("{p}-new")).is_err());
+    }
+    assert!(secret_is_there(&t));
+    assert!(!t.path().join("outside/secret/new").exists());
+}
+
+#[test]
+fn a_symlink_at_the_end_is_acted_on_itself() {
+    let (t, r) = hostile();
+    assert_eq!(r.stat("etc/file-link").unwrap(), Some(Kind::Symlink));
+    assert!(
+        r.read("etc/file-link", 100).is_err(),
+        "read followed the link"
+    );
+    assert_eq!(
+        r.read_link("etc/abs").unwrap(),
+        t.path().join("outside"),
+        "the target as written"
+    );
+    r.remove("etc/abs").unwrap();
+    r.remove("etc/file-link").unwrap();
+    assert_eq!(r.stat("etc/abs").unwrap(), None);
+    assert!(secret_is_there(&t));
+}
+
+#[test]
+fn dot_dot_is_refused_before_the_kernel_sees_it() {
+    let (t, r) = hostile();
+    let e = r.remove("etc/../../outside/secret").unwrap_err();
+    assert!(e.to_string().contains(".."), "{e}");
+    assert!(r.read("../outside/secret", 100).is_err());
+    assert!(secret_is_there(&t));
+}
+
+#[test]
+fn removing_a_tree_removes_links_inside_it_not_what_they_point_at() {
+    let (t, r) = hostile();
+    r.remove("etc").unwrap();
+    assert_eq!(r.stat("etc").unwrap(), None);
+    assert!(secret_is_there(&t));
+    // Gone already: not an error.
+    r.remove("etc").unwrap();
+    r.remove("no/such/path").unwrap();
+}
+
+#[test]
+fn directories_are_created_beneath_and_a_file_in_the_way_is_an_error() {
+    let (_t, r) = hostile();
+    r.create_dir_all("/var/lib/app", 0o755).unwrap();
+    assert_eq!(r.stat("var/lib/app").unwrap(), Some(Kind::Dir));
+    r.create_dir_all("var/lib/app", 0o755).unwrap();
+    let e = r.create_dir_all("etc/real/x/y", 0o755).unwrap_err();
+    assert!(e.to_string().contains("etc/real/x"), "{e}");
+    let sub = r.open_dir("var/lib").unwrap();
+    sub.symlink("/etc/passwd", "pw").unwrap();
+    assert_eq!(r.read_link("var/lib/pw").unwrap(), Path::new("/etc/passwd"));
+    assert!(r.open_dir("etc/abs").is_err());
+}
+
+#[test]
+fn reads_are_bounded_and_name_the_file() {
+    let (_t, r) = hostile();
+    assert_eq!(r.read("etc/real/x", 5).unwrap(), b"image");
+    let e = r.read("etc/real/x", 4).unwrap_err();
+    assert!(
+        e.to_string().contains("etc/real/x") && e.to_string().contains("4 bytes"),
+        "{e}"
+    );
+    assert!(r.stat("/").is_err(), "the root has no last name");
+}
+
+#[test]
+fn a_tree_deeper_than_the_limit_is_refused_not_recursed_into() {
+    let t = tempfile::tempdir().unwrap();
+    let r = Root::open(t.path()).unwrap();
+    // Built one level at a time: a path this long is over PATH_MAX.
+    let mut dir = Root::open(t.path()).unwrap();
+    for _ in 0..MAX_DEPTH + 2 {
+        dir.create_dir_all("d", 0o755).unwrap();
+        dir = dir.open_dir("d").unwrap();
+    }
+    let e = r.remove("d").unwrap_err();
+    assert!(e.to_string().contains("deep"), "{e}");
+}
