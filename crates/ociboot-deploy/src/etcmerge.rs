@@ -202,8 +202,13 @@ pub fn merge_scanned(
         return Err(Error::EtcConflict(p.conflicts));
     }
     let d = p.diff;
+    // Removed only where the path is, beneath the new /etc: if the new image made a parent a
+    // symlink, the admin's removal has nothing to remove there (and must not follow it).
+    let beneath = ociboot_fs::beneath::Root::open(new)?;
     for r in &d.removed {
-        ociboot_fs::remove_any(&new.join(r))?;
+        if beneath.stat(r)?.is_some() {
+            beneath.remove(r)?;
+        }
     }
     let mut changed: Vec<&PathBuf> = d.modified.iter().chain(&d.added).collect();
     changed.sort();

@@ -181,13 +181,20 @@ impl Root {
         Ok(out)
     }
 
-    /// What `rel` is, without following it; `None` when nothing is there. A symlink on the
-    /// way to it is an error, not "nothing".
+    /// What `rel` is, without following it; `None` when nothing is there beneath the root:
+    /// also when a symlink or a non-directory stands on the way to it (the path leads
+    /// nowhere inside the tree).
     pub fn stat(&self, rel: impl AsRef<Path>) -> Result<Option<Kind>, IoError> {
         let rel = rel.as_ref();
+        let blocked = [
+            rustix::io::Errno::NOENT,
+            rustix::io::Errno::LOOP,
+            rustix::io::Errno::NOTDIR,
+        ]
+        .map(|e| Some(e.raw_os_error()));
         let (dir, name) = match self.parent_fd(rel) {
             Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if blocked.contains(&e.raw_os_error()) => return Ok(None),
             Err(e) => return Err(self.err("stat", rel)(e)),
         };
         match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {

@@ -167,6 +167,22 @@ fn etc_to_usr_etc(tree: &mut Tree) -> Result<Option<ociboot_store::Node>> {
     };
     let etc = top.remove(&b"etc"[..]);
     let var = top.remove(&b"var"[..]);
+    // /etc is copied, merged and written to as root: through a symlink that would reach
+    // whatever the image points it at, on the host.
+    let not_dir = |name: &str, n: &ociboot_store::Node| {
+        Error::Invalid(format!(
+            "the image's {name} is a {}, not a directory: /etc must be a real directory",
+            n.type_name()
+        ))
+    };
+    if let Some(e) = etc.as_ref().filter(|e| !e.is_dir()) {
+        return Err(not_dir("/etc", e));
+    }
+    if let Some(Content::Dir(u)) = top.get(&b"usr"[..]).map(|u| &u.content) {
+        if let Some(e) = u.get(&b"etc"[..]).filter(|e| !e.is_dir()) {
+            return Err(not_dir("/usr/etc", e));
+        }
+    }
     if let Some(etc) = etc {
         let usr = top
             .entry(b"usr".to_vec())

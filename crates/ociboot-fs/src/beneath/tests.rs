@@ -32,7 +32,7 @@ fn a_symlink_in_the_middle_of_a_path_is_never_followed() {
     for p in ["etc/abs/secret", "etc/rel/secret", "/etc/abs/secret"] {
         let e = r.read(p, 100).unwrap_err();
         assert!(e.to_string().contains("etc/"), "{e}");
-        assert!(r.stat(p).is_err(), "{p}: stat went through a symlink");
+        assert_eq!(r.stat(p).unwrap(), None, "{p}: stat went through a symlink");
         assert!(r.remove(p).is_err(), "{p}: remove went through a symlink");
         assert!(r.create_dir_all(format!("{p}/new"), 0o755).is_err());
         assert!(r.symlink("x", format!("{p}-new")).is_err());
