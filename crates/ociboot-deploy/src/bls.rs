@@ -12,6 +12,7 @@
 //! Kernel directories are named by the hash of their content and created by rename, so an
 //! entry never points at a partial kernel.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -33,7 +34,42 @@ pub struct Entry {
     pub options: String,
 }
 
+/// The longest title written, in characters: a menu line, not a paragraph.
+pub const MAX_TITLE: usize = 128;
+
+/// `text` (an image's PRETTY_NAME or version label) made fit for a title: control characters
+/// (a newline would add a line to the entry) become spaces, runs of spaces one, and it is cut
+/// at [`MAX_TITLE`] characters.
+pub fn clean_title(text: &str) -> String {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_control() || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.join(" ").chars().take(MAX_TITLE).collect()
+}
+
 impl Entry {
+    /// Refuse an entry a line of which would spill into another: every field must be one line
+    /// without control characters. The last check before anything derived from an image is
+    /// written to the boot partition.
+    pub fn check(&self) -> Result<()> {
+        let fields = [
+            ("title", Some(&self.title)),
+            ("linux", Some(&self.linux)),
+            ("initrd", self.initrd.as_ref()),
+            ("options", Some(&self.options)),
+        ];
+        for (name, v) in fields {
+            if let Some(c) = v.and_then(|v| v.chars().find(|c| c.is_control())) {
+                return Err(Error::Invalid(format!(
+                    "boot entry {:?}: its {name} has the control character {c:?}",
+                    self.title
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The entry file's text: `title`, `version`, `linux`, `initrd` (if any) and `options` lines.
     pub fn render(&self) -> String {
         let mut s = format!(
@@ -210,6 +246,7 @@ pub fn write_entries(boot: &Path, entries: &[Entry], before_commit: impl FnOnce(
             .deployment_key()
             .ok_or_else(|| Error::Invalid(format!("entry {:?} has no ociboot=", e.title)))?
             .to_string();
+        e.check()?;
         let mut e = e.clone();
         e.version = (n - i) as u32;
         replace_file(&dir, &entry_name(&key), e.render().as_bytes())?;
@@ -256,26 +293,64 @@ pub struct Kernel {
     pub dir: String,
 }
 
-/// Find `usr/lib/modules/<kver>/vmlinuz` (first kver in sorted order) in a deployment.
+/// Find `usr/lib/modules/<kver>/vmlinuz` (first kver in sorted order) in a deployment: the
+/// kernel version and the paths of vmlinuz and initramfs.img, relative to `root`.
+///
+/// The deployment's content is the image's. Its kernel files are opened with
+/// [`Root::open_in_root`](ociboot_fs::beneath::Root::open_in_root): a symlink is resolved
+/// inside the image, as in a chroot, never on the host (whose files would otherwise be copied
+/// to the boot partition), and the target must be a regular file. The kernel version must be
+/// a plain name: it becomes part of file names and of the boot entry.
 pub fn find_kernel(root: &Path) -> Result<(String, PathBuf, Option<PathBuf>)> {
-    let m = root.join("usr/lib/modules");
-    let mut kvers: Vec<String> = std::fs::read_dir(&m)
-        .at("reading", &m)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("vmlinuz").is_file())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .collect();
-    kvers.sort();
-    let kver = kvers.into_iter().next().ok_or_else(|| {
-        Error::Invalid(format!("no kernel: {}/*/vmlinuz is missing", m.display()))
+    use ociboot_fs::beneath::Root;
+    let r = Root::open(root)?;
+    let modules = Path::new("usr/lib/modules");
+    let mut found = None;
+    for name in r.list(modules)? {
+        let vmlinuz = modules.join(&name).join("vmlinuz");
+        if r.stat(&vmlinuz)?.is_none() {
+            continue;
+        }
+        let kver = name
+            .to_str()
+            .filter(|k| plain_kver(k))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: the kernel version {:?} is not a plain name (letters, digits, \
+                     `.`, `_`, `+`, `~`, `-`; at most 128 bytes)",
+                    root.join(modules).display(),
+                    name
+                ))
+            })?
+            .to_string();
+        r.open_in_root(&vmlinuz)?;
+        found = Some((kver, vmlinuz));
+        break;
+    }
+    let (kver, vmlinuz) = found.ok_or_else(|| {
+        Error::Invalid(format!(
+            "no kernel: {}/*/vmlinuz is missing",
+            root.join(modules).display()
+        ))
     })?;
-    let dir = m.join(&kver);
-    let initrd = dir.join("initramfs.img");
-    Ok((
-        kver,
-        dir.join("vmlinuz"),
-        initrd.is_file().then_some(initrd),
-    ))
+    let initrd = modules.join(&kver).join("initramfs.img");
+    let initrd = match r.stat(&initrd)? {
+        None => None,
+        Some(_) => {
+            r.open_in_root(&initrd)?;
+            Some(initrd)
+        }
+    };
+    Ok((kver, vmlinuz, initrd))
+}
+
+/// A kernel version that can go into file names and a boot entry as it is.
+fn plain_kver(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 128
+        && !k.starts_with('.')
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'~' | b'-'))
 }
 
 /// The identity of the kernel [`find_kernel`] picks, from the image's tree: the store object
@@ -286,18 +361,29 @@ pub fn kernel_sum(tree: &ociboot_store::Tree) -> Option<String> {
     let Content::Dir(kvers) = &tree.lookup(b"usr/lib/modules")?.content else {
         return None;
     };
-    let file = |k: &[u8], name: &str| {
+    let node = |k: &[u8], name: &str| {
         let mut p = b"usr/lib/modules/".to_vec();
         p.extend_from_slice(k);
         p.push(b'/');
         p.extend_from_slice(name.as_bytes());
-        match &tree.lookup(&p)?.content {
-            Content::File { object, .. } => Some(*object),
-            _ => None,
-        }
+        tree.lookup(&p)
     };
-    // BTreeMap order is byte order, the order find_kernel sorts names in.
-    let kver = kvers.keys().find(|k| file(k, "vmlinuz").is_some())?;
+    let file = |k: &[u8], name: &str| match &node(k, name)?.content {
+        Content::File { object, .. } => Some(*object),
+        _ => None,
+    };
+    // BTreeMap order is byte order, the order find_kernel sorts names in; like find_kernel,
+    // only real directories of usr/lib/modules count. The sum names the files only when
+    // they are regular files of the tree: anything else (a symlink) is hashed from the
+    // files find_kernel opens instead.
+    let kver = kvers
+        .iter()
+        .find(|(k, n)| n.is_dir() && node(k, "vmlinuz").is_some())
+        .map(|(k, _)| k)?;
+    file(kver, "vmlinuz")?;
+    if node(kver, "initramfs.img").is_some() {
+        file(kver, "initramfs.img")?;
+    }
     let mut h = Sha256::new();
     h.update(b"ociboot kernel objects\0");
     for name in ["vmlinuz", "initramfs.img"] {
@@ -322,8 +408,12 @@ pub fn install_kernel(
         Some(s) => s.to_string(),
         None => {
             let mut h = Sha256::new();
+            let r = ociboot_fs::beneath::Root::open(root)?;
             for p in std::iter::once(&vmlinuz).chain(initramfs.as_ref()) {
-                let data = std::fs::read(p).at("reading", p)?;
+                let mut data = Vec::new();
+                r.open_in_root(p)?
+                    .read_to_end(&mut data)
+                    .at("reading", root.join(p))?;
                 h.update((data.len() as u64).to_le_bytes());
                 h.update(&data);
             }
@@ -353,12 +443,14 @@ pub fn install_kernel(
     if let Some(i) = initramfs {
         files.push((i, format!("initramfs-{kver}.img")));
     }
+    let r = ociboot_fs::beneath::Root::open(root)?;
     for (src, n) in files {
         let d = tmp.join(&n);
-        std::fs::copy(&src, &d).ctx(|| format!("copying {} to {}", src.display(), d.display()))?;
-        std::fs::File::open(&d)
-            .and_then(|f| f.sync_all())
-            .at("fsync", &d)?;
+        let mut from = r.open_in_root(&src)?;
+        let mut to = std::fs::File::create(&d).at("creating", &d)?;
+        std::io::copy(&mut from, &mut to)
+            .ctx(|| format!("copying {} to {}", root.join(&src).display(), d.display()))?;
+        to.sync_all().at("fsync", &d)?;
     }
     ociboot_fs::fsync_dir(&tmp)?;
     std::fs::rename(&tmp, &dest)

@@ -125,6 +125,28 @@ impl<'a> Cmdline<'a> {
     }
 }
 
+/// Why `arg` cannot be put on a boot entry's command line as one argument (`None` if it can):
+/// empty, a control character (a newline would start a new line of the entry), more than one
+/// argument as the kernel splits it, or a key in `owned` (keys the boot path sets itself, such
+/// as `ociboot=`: the kernel and ociboot take the last one given).
+pub fn refuse_arg(arg: &str, owned: &[&str]) -> Option<String> {
+    if arg.is_empty() {
+        return Some("an empty argument".into());
+    }
+    if arg.chars().any(char::is_control) {
+        return Some(format!("{:?} has a control character", arg));
+    }
+    let parsed = parse(arg);
+    match parsed.args.as_slice() {
+        [one] if owned.contains(&one.key) => Some(format!(
+            "{arg:?} sets {}=, which ociboot sets itself",
+            one.key
+        )),
+        [_] => None,
+        _ => Some(format!("{arg:?} is not one argument")),
+    }
+}
+
 /// The value of `ociboot=` in a command line.
 pub fn deployment_key(cmdline: &str) -> Option<&str> {
     parse(cmdline).deployment_key()
@@ -205,5 +227,25 @@ mod tests {
     fn leading_equals_does_not_split() {
         assert_eq!(kv(&parse("=a b")), [("=a", None), ("b", None)]);
         assert_eq!(kv(&parse("a==b")), [("a", Some("=b"))]);
+    }
+
+    #[test]
+    fn arguments_for_an_entry_are_one_line_one_argument_and_not_ours() {
+        let owned = [DEPLOYMENT_KEY, "init"];
+        assert_eq!(refuse_arg("quiet", &owned), None);
+        assert_eq!(refuse_arg("console=ttyS0,115200", &owned), None);
+        assert_eq!(refuse_arg("a=\"b c\"", &owned), None);
+        for bad in [
+            "",
+            "x\ntitle evil",
+            "a b",
+            "ociboot=default/x.0",
+            "init=/bin/sh",
+        ] {
+            assert!(refuse_arg(bad, &owned).is_some(), "{bad:?} accepted");
+        }
+        let why = refuse_arg("ociboot=default/old.0", &owned).unwrap();
+        assert!(why.contains("ociboot="), "{why}");
+        assert_eq!(refuse_arg("init=/sbin/init", &[DEPLOYMENT_KEY]), None);
     }
 }

@@ -6,7 +6,9 @@
 //! no `/proc` magic link. The last component of a path is then acted on with the `*at` call
 //! that does not follow it (`unlinkat`, `fstatat(AT_SYMLINK_NOFOLLOW)`, `readlinkat`). So a
 //! symlink an image planted, absolute or relative, in the middle or at the end of a path,
-//! can make an operation fail, never reach a file outside the root.
+//! can make an operation fail, never reach a file outside the root. The one exception,
+//! [`Root::open_in_root`], follows symlinks the way a chroot would (`RESOLVE_IN_ROOT`): for
+//! files an image may legitimately reach through its own links, still never outside it.
 
 use std::ffi::{CStr, OsStr};
 use std::fs::File;
@@ -163,6 +165,65 @@ impl Root {
             .resolve(rel, OFlags::RDONLY | OFlags::NOFOLLOW, Mode::empty())
             .map_err(self.err("opening", rel))?;
         Ok(File::from(fd))
+    }
+
+    /// Open `rel` for reading only if it is a regular file (not a symlink, device or FIFO:
+    /// opening a FIFO an image planted must not block).
+    pub fn open_regular(&self, rel: impl AsRef<Path>) -> Result<File, IoError> {
+        let rel = rel.as_ref();
+        let fd = self
+            .resolve(
+                rel,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+                Mode::empty(),
+            )
+            .map_err(self.err("opening", rel))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| self.err("stat", rel)(e.into()))?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(self.err("opening", rel)(invalid("not a regular file")));
+        }
+        Ok(File::from(fd))
+    }
+
+    /// Open `rel` for reading as a process chrooted to the root would: symlinks are followed,
+    /// but resolved against the root (an absolute target, or `..` at the top, stays inside;
+    /// `RESOLVE_IN_ROOT`). Only a regular file is opened.
+    pub fn open_in_root(&self, rel: impl AsRef<Path>) -> Result<File, IoError> {
+        let rel = rel.as_ref();
+        let clean = relative(rel).map_err(self.err("opening", rel))?;
+        let fd = rustix::fs::openat2(
+            &self.fd,
+            dot(&clean),
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| self.err("opening", rel)(e.into()))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| self.err("stat", rel)(e.into()))?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(self.err("opening", rel)(invalid("not a regular file")));
+        }
+        Ok(File::from(fd))
+    }
+
+    /// The names in the directory `rel` (without `.` and `..`), sorted bytewise.
+    pub fn list(&self, rel: impl AsRef<Path>) -> Result<Vec<std::ffi::OsString>, IoError> {
+        let rel = rel.as_ref();
+        let fd = self
+            .resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+            .map_err(self.err("reading", rel))?;
+        let mut out = Vec::new();
+        for entry in
+            rustix::fs::Dir::read_from(&fd).map_err(|e| self.err("reading", rel)(e.into()))?
+        {
+            let entry = entry.map_err(|e| self.err("reading", rel)(e.into()))?;
+            let n = entry.file_name();
+            if n != c"." && n != c".." {
+                out.push(OsStr::from_bytes(n.to_bytes()).to_os_string());
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// The content of the file `rel`, refused when larger than `limit` bytes.

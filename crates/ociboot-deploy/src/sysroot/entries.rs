@@ -60,11 +60,17 @@ impl Sysroot {
 
 /// `<PRETTY_NAME> [<version>] (ociboot:<stateroot>:<index>)`.
 fn title(d: &Deployment, index: usize) -> String {
+    // Both come from the image: cleaned of anything that would add a line to the entry.
     let pretty = os_pretty_name(&d.root).unwrap_or_else(|| d.origin.image.to_string());
-    match &d.origin.version {
-        Some(v) => format!("{pretty} {v} (ociboot:{}:{index})", d.stateroot),
-        None => format!("{pretty} (ociboot:{}:{index})", d.stateroot),
-    }
+    let named = match &d.origin.version {
+        Some(v) => format!("{pretty} {v}"),
+        None => pretty,
+    };
+    format!(
+        "{} (ociboot:{}:{index})",
+        bls::clean_title(&named),
+        d.stateroot
+    )
 }
 
 /// The entry's command line: the origin's kargs, `ociboot=`, and `init=` when the image
@@ -75,14 +81,26 @@ fn options(d: &Deployment) -> String {
         options.push(' ');
     }
     options.push_str(&format!("{}={}", crate::cmdline::DEPLOYMENT_KEY, d.key()));
-    // The deployment's own static ociboot sets up the root at boot (see rootsetup.rs).
-    if d.root.join(INIT_IN_IMAGE).is_file() {
+    // The deployment's own static ociboot sets up the root at boot (see rootsetup.rs): only
+    // a regular file that is a static ELF (a symlink to /bin/sh is no init of ours; staging
+    // refuses such an image, see check_init).
+    if crate::lint::static_init(&d.root).is_ok() {
         options.push_str(&format!(
             " init=/ociboot/deploy/{}/deploy/{}/{INIT_IN_IMAGE}",
             d.stateroot, d.id
         ));
     }
     options
+}
+
+/// Refuse an image whose `usr/bin/ociboot` is there but is not a regular, static ELF file: its
+/// entry would start something else as init. (An image without one boots its own init.)
+pub(super) fn check_init(root: &Path, image: &str) -> Result<()> {
+    use crate::lint::NotBootable;
+    match crate::lint::static_init(root) {
+        Ok(_) | Err(NotBootable::NoInit) => Ok(()),
+        Err(e) => Err(crate::Error::Invalid(format!("{image}: {e}"))),
+    }
 }
 
 /// PRETTY_NAME from the deployment's os-release.
@@ -113,7 +131,22 @@ mod tests {
         assert_eq!(options(&d), "root=UUID=x quiet ociboot=default/a.0");
         assert_eq!(title(&d, 1), "example.com/os:a-0 (ociboot:default:1)");
         std::fs::create_dir_all(d.root.join("usr/bin")).unwrap();
-        std::fs::write(d.root.join(INIT_IN_IMAGE), "").unwrap();
+        // Not an ELF file: no init= (and staging would refuse the image).
+        std::fs::write(d.root.join(INIT_IN_IMAGE), "#!/bin/sh\n").unwrap();
+        assert_eq!(options(&d), "root=UUID=x quiet ociboot=default/a.0");
+        assert!(check_init(&d.root, "img")
+            .unwrap_err()
+            .to_string()
+            .contains("img: "));
+        std::fs::remove_file(d.root.join(INIT_IN_IMAGE)).unwrap();
+        std::os::unix::fs::symlink("/bin/sh", d.root.join(INIT_IN_IMAGE)).unwrap();
+        assert_eq!(options(&d), "root=UUID=x quiet ociboot=default/a.0");
+        assert!(check_init(&d.root, "img").is_err());
+        std::fs::remove_file(d.root.join(INIT_IN_IMAGE)).unwrap();
+        // A static ELF (no PT_INTERP) is the init.
+        let elf = crate::lint::elf::tests::fake_elf(&[1]);
+        std::fs::write(d.root.join(INIT_IN_IMAGE), elf).unwrap();
+        check_init(&d.root, "img").unwrap();
         std::fs::write(
             d.root.join("usr/etc/os-release"),
             "PRETTY_NAME=\"Debian 12\"\n",
@@ -127,6 +160,12 @@ mod tests {
             Some("/ociboot/deploy/default/deploy/a.0/usr/bin/ociboot")
         );
         assert_eq!(title(&d, 0), "Debian 12 7 (ociboot:default:0)");
+        // A version label that would add lines to the entry, and an overlong name.
+        d.origin.version = Some("7\ninitrd /evil\r\x1b[31m".into());
+        let t = title(&d, 0);
+        assert_eq!(t, "Debian 12 7 initrd /evil [31m (ociboot:default:0)");
+        d.origin.version = Some("x".repeat(1000));
+        assert!(title(&d, 0).len() < bls::MAX_TITLE + 40);
     }
 
     #[test]

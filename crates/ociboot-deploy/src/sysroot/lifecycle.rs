@@ -82,12 +82,19 @@ impl Sysroot {
         })?;
         let pulled = store.pull(&source, reg, progress)?;
         let co = self.checkout(store, &pulled.manifest_digest, &opts.stateroot, true)?;
+        // An image refused here leaves no deployment behind.
+        let cleanup = |e: Error| {
+            let _ = ociboot_fs::remove_any(&co.root);
+            e
+        };
+        super::entries::check_init(&co.root, &source.to_string()).map_err(cleanup)?;
         let kernel = bls::install_kernel(
             &self.boot,
             &opts.stateroot,
             &co.root,
             co.kernel_sum.as_deref(),
-        )?;
+        )
+        .map_err(cleanup)?;
         // Where the initramfs moves /dev, /proc, /sys and /run before running init=.
         for api in ["dev", "proc", "sys", "run"] {
             let p = self.root.join(api);
@@ -143,6 +150,7 @@ impl Sysroot {
         // The merge itself happens at finalize, with /etc as it is then; conflicts now.
         let (o, m) = scans.map_err(cleanup)?;
         etcmerge::check_scanned(&o, &m, &co.root.join("usr/etc")).map_err(cleanup)?;
+        super::entries::check_init(&co.root, &image.to_string()).map_err(cleanup)?;
         let new_image_kargs = kargs::image_kargs(&co.root).map_err(cleanup)?;
         let spec = OriginSpec {
             image: image.clone(),

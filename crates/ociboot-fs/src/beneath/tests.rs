@@ -119,3 +119,51 @@ fn a_tree_deeper_than_the_limit_is_refused_not_recursed_into() {
     let e = r.remove("d").unwrap_err();
     assert!(e.to_string().contains("deep"), "{e}");
 }
+
+#[test]
+fn only_regular_files_open_as_such_and_listings_are_sorted() {
+    let (t, r) = hostile();
+    r.open_regular("etc/real/x").unwrap();
+    let e = r.open_regular("etc/file-link").unwrap_err();
+    assert!(e.to_string().contains("etc/file-link"), "{e}");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        t.path().join("root/etc/fifo"),
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let e = r.open_regular("etc/fifo").unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    let names: Vec<String> = r
+        .list("etc")
+        .unwrap()
+        .into_iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["abs", "fifo", "file-link", "real", "rel"]);
+    assert!(r.list("etc/abs").is_err(), "listed through a symlink");
+}
+
+#[test]
+fn in_root_resolution_follows_links_as_a_chroot_would() {
+    let (t, r) = hostile();
+    // Inside the root: an absolute link is taken relative to the root.
+    symlink("/etc/real/x", t.path().join("root/etc/inside")).unwrap();
+    let mut s = String::new();
+    use std::io::Read as _;
+    r.open_in_root("etc/inside")
+        .unwrap()
+        .read_to_string(&mut s)
+        .unwrap();
+    assert_eq!(s, "image");
+    // A link to the host's file resolves to the same path inside the root: not there.
+    assert!(r.open_in_root("etc/file-link").is_err());
+    assert!(r.open_in_root("etc/rel/secret").is_err());
+    assert!(
+        r.open_in_root("etc/real").is_err(),
+        "a directory is not a file"
+    );
+    assert!(secret_is_there(&t));
+}

@@ -1,0 +1,232 @@
+//! Hostile images against staging, the /etc merge and the boot entries, driven through the real
+//! binary on a directory sysroot (tags of tests/fixtures/mkos.py):
+//! - /etc, or a directory in it, a symlink to a host directory (`etc-link`, `etc-app-link`):
+//!   `switch` and `finalize-staged` must not read, write or remove anything there;
+//! - an initramfs that is a symlink to a host file (`initrd-link`): its bytes must not reach
+//!   the boot partition;
+//! - a kargs.d file that sets `ociboot=` (`kargs-owned`), a `usr/bin/ociboot` that is a symlink
+//!   to a shell (`init-symlink`): refused at stage time;
+//! - a version label with newlines (`title-inject`): no line added to the entry.
+//! The images name fixed host paths; each test puts canary files there and checks them after.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+/// The layout reference of a tag, as `switch --transport oci` takes it.
+fn layout(tag: &str) -> String {
+    format!("{}:{tag}", os_layout().display())
+}
+
+fn install_v1(m: &Machine) {
+    m.ok(&[
+        "install",
+        "to-filesystem",
+        "--source-imgref",
+        &format!("oci:{}", layout("v1")),
+        "--root-mount-spec",
+        "UUID=0a1b2c3d",
+        "--bootloader",
+        "none",
+        m.root().to_str().unwrap(),
+    ]);
+    m.reboot();
+}
+
+/// A host directory the image points at, with files in it; returns its listing with content.
+fn canary(dir: &str, files: &[&str]) -> Vec<(String, String)> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    for f in files {
+        std::fs::write(Path::new(dir).join(f), format!("host's {f}\n")).unwrap();
+    }
+    listing(dir)
+}
+
+fn listing(dir: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let content = std::fs::read_to_string(e.path()).unwrap_or_default();
+            (e.file_name().to_string_lossy().to_string(), content)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_directory_of_etc_made_a_symlink_does_not_let_a_local_removal_reach_the_host() {
+    const DIR: &str = "/tmp/ociboot-canary-etc-app";
+    let before = canary(DIR, &["untouched", "config"]);
+    let m = Machine::new("etc-app-link");
+    install_v1(&m);
+    // The admin removes a file the image ships; the new image makes /etc/app a symlink to a
+    // host directory that has a file of that name.
+    std::fs::remove_file(m.etc().join("app/untouched")).unwrap();
+    m.ok(&["switch", "--transport", "oci", &layout("etc-app-link")]);
+    m.ok(&["finalize-staged"]);
+    m.reboot();
+    assert_eq!(listing(DIR), before, "the merge changed the host's {DIR}");
+    let app = m.etc().join("app");
+    assert!(
+        app.symlink_metadata().unwrap().file_type().is_symlink(),
+        "the new /etc/app is the image's symlink"
+    );
+    let _ = std::fs::remove_dir_all(DIR);
+}
+
+#[test]
+fn an_image_whose_etc_is_a_symlink_is_refused_at_stage_time() {
+    const DIR: &str = "/tmp/ociboot-canary-etc";
+    let before = canary(DIR, &["passwd"]);
+    let m = Machine::new("etc-link");
+    install_v1(&m);
+    std::fs::write(m.etc().join("app/local-file"), "admin's\n").unwrap();
+    let deploys = m.root().join("ociboot/deploy/default/deploy");
+    let names = || {
+        let mut v: Vec<_> = std::fs::read_dir(&deploys)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let deployments = names();
+    let err = m.fails(&["switch", "--transport", "oci", &layout("etc-link")]);
+    assert!(
+        err.contains("/etc") && err.contains("symlink") && err.contains("directory"),
+        "{err}"
+    );
+    assert!(
+        m.status()["status"]["staged"].is_null(),
+        "something was staged"
+    );
+    assert_eq!(names(), deployments, "a deployment was left behind");
+    assert_eq!(listing(DIR), before, "the host's {DIR} changed");
+    let _ = std::fs::remove_dir_all(DIR);
+}
+
+/// Stage `tag` on a machine booted into v1 and expect it refused: the message, nothing
+/// staged, no deployment left behind.
+fn refused(m: &Machine, tag: &str) -> String {
+    let deploys = m.root().join("ociboot/deploy/default/deploy");
+    let names = || {
+        let mut v: Vec<_> = std::fs::read_dir(&deploys)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let deployments = names();
+    let err = m.fails(&["switch", "--transport", "oci", &layout(tag)]);
+    assert!(
+        m.status()["status"]["staged"].is_null(),
+        "something was staged"
+    );
+    assert_eq!(names(), deployments, "a deployment was left behind");
+    err
+}
+
+/// Every file under the sysroot's boot directory, with its content.
+fn boot_files(m: &Machine) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    fn walk(p: &Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
+        for e in std::fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push((e.path(), std::fs::read(e.path()).unwrap_or_default()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&m.root().join("boot"), &mut out);
+    out
+}
+
+#[test]
+fn an_initramfs_linked_to_a_host_file_never_reaches_the_boot_partition() {
+    const SECRET: &str = "/tmp/ociboot-canary-secret";
+    std::fs::write(SECRET, "the host's secret\n").unwrap();
+    let m = Machine::new("initrd-link");
+    install_v1(&m);
+    let err = refused(&m, "initrd-link");
+    assert!(err.contains("initramfs.img"), "{err}");
+    for (p, data) in boot_files(&m) {
+        assert!(
+            !String::from_utf8_lossy(&data).contains("the host's secret"),
+            "{} holds the host's file",
+            p.display()
+        );
+    }
+    let _ = std::fs::remove_file(SECRET);
+}
+
+#[test]
+fn kargs_d_may_not_name_the_deployment_to_boot() {
+    let m = Machine::new("kargs-owned");
+    install_v1(&m);
+    let err = refused(&m, "kargs-owned");
+    assert!(
+        err.contains("99-evil.toml") && err.contains("ociboot="),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_init_that_is_a_symlink_to_a_shell_is_refused() {
+    let m = Machine::new("init-symlink");
+    install_v1(&m);
+    let err = refused(&m, "init-symlink");
+    assert!(
+        err.contains("usr/bin/ociboot") && err.contains("symlink"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_version_label_cannot_add_lines_to_the_boot_entry() {
+    let m = Machine::new("title-inject");
+    install_v1(&m);
+    m.ok(&["switch", "--transport", "oci", &layout("title-inject")]);
+    m.ok(&["finalize-staged"]);
+    let dir = m.root().join("boot/loader/entries");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let keys: Vec<&str> = text
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            keys.iter().filter(|k| **k == "title").count(),
+            1,
+            "{}:\n{text}",
+            p.display()
+        );
+        assert!(
+            !text.lines().any(|l| l.trim() == "initrd /evil"),
+            "{}:\n{text}",
+            p.display()
+        );
+    }
+    let titles: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .filter_map(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("title ").map(String::from))
+        })
+        .collect();
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.contains("2.0 initrd /evil title evil")),
+        "{titles:?}"
+    );
+}
