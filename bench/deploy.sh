@@ -29,8 +29,10 @@ DEB=$WORK/debian
 bash "$REPO/tests/fixtures/debian-image.sh" "$DEB" bookworm >&2
 TAR=$DEB/rootfs.tar
 
-# Extra layers: a fake kernel (both versions), nano (v2 only).
+# Extra layers: a fake kernel and the static ociboot a deployment starts as init (staging
+# refuses an image without one) (both versions), nano (v2 only).
 K=$WORK/kernel-layer && rm -rf "$K" && mkdir -p "$K/usr/lib/modules/6.1.0-bench"
+install -D -m 0755 "$OCIBOOT" "$K/usr/bin/ociboot"
 head -c 8000000 /dev/zero | tr '\0' 'k' > "$K/usr/lib/modules/6.1.0-bench/vmlinuz"
 head -c 4000000 /dev/zero | tr '\0' 'i' > "$K/usr/lib/modules/6.1.0-bench/initramfs.img"
 tar -C "$K" --numeric-owner --owner=0 --group=0 -cf "$WORK/kernel.tar" usr

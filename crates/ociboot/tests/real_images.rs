@@ -215,9 +215,12 @@ fn vm_os_image_install_switch_rollback() {
     {
         let lock = std::fs::File::create(out.with_extension("lock")).unwrap();
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        // With this build of ociboot as the image's init (static, as every build of the
+        // workspace is): staging refuses an image without one.
         sh(Command::new("bash")
             .arg(repo_root().join("tests/vm/build-os.sh"))
-            .arg(&out));
+            .arg(&out)
+            .arg(env!("CARGO_BIN_EXE_ociboot")));
     }
     let m = Machine::new("vm-os");
     let h = &m.h;

@@ -93,14 +93,13 @@ fn options(d: &Deployment) -> String {
     options
 }
 
-/// Refuse an image whose `usr/bin/ociboot` is there but is not a regular, static ELF file: its
-/// entry would start something else as init. (An image without one boots its own init.)
+/// Refuse an image without a regular, static ELF `usr/bin/ociboot`: its entry would start
+/// something else as init (or the image's own init, which does not set up the root). The
+/// same check as `install to-disk`'s and `container lint`'s.
 pub(super) fn check_init(root: &Path, image: &str) -> Result<()> {
-    use crate::lint::NotBootable;
-    match crate::lint::static_init(root) {
-        Ok(_) | Err(NotBootable::NoInit) => Ok(()),
-        Err(e) => Err(crate::Error::Invalid(format!("{image}: {e}"))),
-    }
+    crate::lint::static_init(root)
+        .map(|_| ())
+        .map_err(|e| crate::Error::Invalid(format!("{image}: {e}")))
 }
 
 /// PRETTY_NAME from the deployment's os-release.
