@@ -190,15 +190,22 @@ impl AuthFiles {
     }
 
     /// Credentials for `domain/repository`: the most specific key of the first file that has one.
+    ///
+    /// A file that group or others may access is used, with a warning naming it. Errors name
+    /// the file and the key but never quote the file: it holds secrets.
     pub fn lookup(&self, domain: &str, repository: &str) -> Result<Option<Credentials>> {
         for f in &self.files {
-            let text = match std::fs::read(f) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(IoError::at("reading auth file", f, e).into()),
+            let Some(text) = read_auth_file(f)? else {
+                continue;
             };
-            let parsed: AuthFile = serde_json::from_slice(&text)
-                .map_err(|e| Error::Invalid(format!("auth file {}: {e}", f.display())))?;
+            let what = format!("auth file {}", f.display());
+            crate::json::check_depth(&text, &what)?;
+            let parsed: AuthFile = serde_json::from_slice(&text).map_err(|e| {
+                Error::Invalid(format!(
+                    "{what}: {}; expected {{\"auths\": {{\"REGISTRY\": {{\"auth\": \"BASE64\"}}}}}}",
+                    crate::json::describe_without_values(&e)
+                ))
+            })?;
             let normalized: BTreeMap<String, &AuthEntry> = parsed
                 .auths
                 .iter()
@@ -227,6 +234,33 @@ impl AuthFiles {
     }
 }
 
+/// An auth file's bytes, `None` when it does not exist. Warns (naming the file, never its
+/// content) when its mode lets group or others at it.
+fn read_auth_file(f: &Path) -> Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let mut file = match std::fs::File::open(f) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(IoError::at("opening auth file", f, e).into()),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| IoError::at("reading the mode of auth file", f, e))?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "auth file {} holds registry credentials but its mode {mode:04o} lets group or \
+             others access it; restrict it with chmod 600",
+            f.display()
+        );
+    }
+    let mut text = Vec::new();
+    file.read_to_end(&mut text)
+        .map_err(|e| IoError::at("reading auth file", f, e))?;
+    Ok(Some(text))
+}
+
 fn normalize_key(k: &str) -> String {
     let k = k
         .strip_prefix("https://")
@@ -252,9 +286,14 @@ fn decode_entry(e: &AuthEntry, source: &str) -> Result<Credentials> {
         .auth
         .as_deref()
         .ok_or_else(|| Error::Invalid(format!("auth entry {source} has no \"auth\" field")))?;
+    // The decoder's message would quote the offending character of the secret: not shown.
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(auth.trim())
-        .map_err(|err| Error::Invalid(format!("auth entry {source}: invalid base64: {err}")))?;
+        .map_err(|_| {
+            Error::Invalid(format!(
+                "auth entry {source}: the \"auth\" value is not valid base64"
+            ))
+        })?;
     let s = String::from_utf8(bytes)
         .map_err(|_| Error::Invalid(format!("auth entry {source}: not UTF-8")))?;
     let (u, p) = s

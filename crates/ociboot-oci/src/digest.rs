@@ -78,7 +78,10 @@ impl FromStr for Sha256Digest {
         if alg != "sha256" {
             return Err(Error::invalid_digest(
                 s,
-                &format!("unsupported digest algorithm {alg:?} (only sha256 is supported)"),
+                &format!(
+                    "unsupported digest algorithm {:?} (only sha256 is supported)",
+                    alg.chars().take(32).collect::<String>()
+                ),
             ));
         }
         Self::from_hex(value)

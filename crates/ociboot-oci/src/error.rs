@@ -43,9 +43,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// A digest that does not parse; `input` may come from a registry, so a long one is cut
+    /// (the message shows it `{:?}`-escaped).
     pub(crate) fn invalid_digest(input: &str, reason: &str) -> Self {
+        let mut end = input.len().min(crate::text::MAX_REMOTE_TEXT);
+        while !input.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = if end < input.len() { "…" } else { "" };
         Error::InvalidDigest {
-            input: input.to_string(),
+            input: format!("{}{cut}", &input[..end]),
             reason: reason.to_string(),
         }
     }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{RawManifest, MAX_MANIFEST_SIZE};
 use crate::reference::LayoutRef;
 use crate::source::ImageSource;
+use crate::text::sanitize;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -45,7 +46,7 @@ fn pick(index: &ImageIndex, tag: Option<&str>, name: &str) -> Result<Descriptor>
                     if tags.is_empty() {
                         "none".into()
                     } else {
-                        tags.join(", ")
+                        sanitize(&tags.join(", "))
                     }
                 ))
             }),
@@ -62,8 +63,13 @@ fn pick(index: &ImageIndex, tag: Option<&str>, name: &str) -> Result<Descriptor>
 }
 
 fn parse_index(bytes: &[u8], name: &str) -> Result<ImageIndex> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::Invalid(format!("{name}: malformed index.json: {e}")))
+    crate::json::check_depth(bytes, &format!("{name}: index.json"))?;
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::Invalid(format!(
+            "{name}: malformed index.json: {}",
+            sanitize(&e.to_string())
+        ))
+    })
 }
 
 fn check_layout_file(bytes: &[u8], name: &str) -> Result<()> {
@@ -72,12 +78,17 @@ fn check_layout_file(bytes: &[u8], name: &str) -> Result<()> {
         #[serde(rename = "imageLayoutVersion")]
         v: String,
     }
-    let l: L = serde_json::from_slice(bytes)
-        .map_err(|e| Error::Invalid(format!("{name}: malformed oci-layout file: {e}")))?;
+    crate::json::check_depth(bytes, &format!("{name}: oci-layout"))?;
+    let l: L = serde_json::from_slice(bytes).map_err(|e| {
+        Error::Invalid(format!(
+            "{name}: malformed oci-layout file: {}",
+            sanitize(&e.to_string())
+        ))
+    })?;
     if !l.v.starts_with("1.") {
         return Err(Error::Invalid(format!(
             "{name}: unsupported imageLayoutVersion {}",
-            l.v
+            sanitize(&l.v)
         )));
     }
     Ok(())

@@ -19,11 +19,13 @@
 pub mod config;
 pub mod digest;
 mod error;
+pub mod json;
 pub mod layout;
 pub mod manifest;
 pub mod reference;
 pub mod registry;
 pub mod source;
+pub mod text;
 
 pub use config::{AuthFiles, Credentials, RegistriesConf};
 pub use digest::{BlobCheck, HashingReader, Sha256Digest, VerifyingReader};

@@ -5,6 +5,8 @@ use serde::Deserialize;
 
 use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
+use crate::json;
+use crate::text::sanitize;
 
 /// Media type of an OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -89,19 +91,16 @@ struct Probe {
     schema_version: Option<u32>,
     #[serde(rename = "mediaType")]
     media_type: Option<String>,
-    manifests: Option<serde_json::Value>,
-    layers: Option<serde_json::Value>,
+    manifests: Option<serde::de::IgnoredAny>,
+    layers: Option<serde::de::IgnoredAny>,
 }
 
 /// Parse a manifest or index, checking the media type against the document.
 /// `what` names the image for error messages.
+/// JSON nested deeper than [`json::MAX_JSON_DEPTH`] is refused before anything else.
 pub fn parse_manifest(raw: &RawManifest, what: &str) -> Result<Parsed> {
-    let probe: Probe = serde_json::from_slice(&raw.bytes).map_err(|e| {
-        Error::Invalid(format!(
-            "{what}: manifest {} is not valid JSON: {e}",
-            raw.digest
-        ))
-    })?;
+    let blob = format!("{what}: manifest {}", raw.digest);
+    let probe: Probe = json::parse(&raw.bytes, &blob, "not valid JSON")?;
     let announced = raw
         .media_type
         .as_deref()
@@ -110,8 +109,9 @@ pub fn parse_manifest(raw: &RawManifest, what: &str) -> Result<Parsed> {
     let mt = match (probe.media_type.as_deref(), announced) {
         (Some(doc), Some(ann)) if doc != ann => {
             return Err(Error::Invalid(format!(
-                "{what}: manifest {} says media type {doc} but was served as {ann}",
-                raw.digest
+                "{blob} says media type {} but was served as {}",
+                sanitize(doc),
+                sanitize(ann)
             )))
         }
         (Some(doc), _) => doc.to_string(),
@@ -123,36 +123,32 @@ pub fn parse_manifest(raw: &RawManifest, what: &str) -> Result<Parsed> {
                 OCI_MANIFEST.to_string()
             } else {
                 return Err(Error::Invalid(format!(
-                    "{what}: manifest {} has no media type and is neither an image manifest nor an index",
-                    raw.digest
+                    "{blob} has no media type and is neither an image manifest nor an index"
                 )));
             }
         }
     };
     if probe.schema_version != Some(2) {
         return Err(Error::Invalid(format!(
-            "{what}: manifest {} has schemaVersion {:?}; only schema version 2 is supported",
-            raw.digest, probe.schema_version
+            "{blob} has schemaVersion {:?}; only schema version 2 is supported",
+            probe.schema_version
         )));
     }
     match mt.as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST => {
-            let m: ImageManifest = serde_json::from_slice(&raw.bytes).map_err(|e| {
-                Error::Invalid(format!("{what}: malformed image manifest {}: {e}", raw.digest))
-            })?;
+            let m: ImageManifest = json::parse(&raw.bytes, &blob, "malformed image manifest")?;
             Ok(Parsed::Manifest(Box::new(m)))
         }
         OCI_INDEX | DOCKER_LIST => {
-            let i: ImageIndex = serde_json::from_slice(&raw.bytes).map_err(|e| {
-                Error::Invalid(format!("{what}: malformed image index {}: {e}", raw.digest))
-            })?;
+            let i: ImageIndex = json::parse(&raw.bytes, &blob, "malformed image index")?;
             Ok(Parsed::Index(Box::new(i)))
         }
         DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED => Err(Error::Invalid(format!(
             "{what}: Docker schema 1 manifests are not supported; push the image again with a current tool"
         ))),
         other => Err(Error::Invalid(format!(
-            "{what}: unsupported manifest media type {other}"
+            "{what}: unsupported manifest media type {}",
+            sanitize(other)
         ))),
     }
 }
@@ -169,42 +165,170 @@ pub fn host_platform() -> (&'static str, &'static str) {
     ("linux", arch)
 }
 
-/// Pick the manifest for `os/arch` from an index.
+fn is_image_manifest(d: &Descriptor) -> bool {
+    let mt = d.media_type().to_string();
+    mt == OCI_MANIFEST || mt == DOCKER_MANIFEST
+}
+
+/// The entry for `os/arch`, or the only image manifest of an index whose entries name no
+/// platform.
+fn pick<'a>(index: &'a ImageIndex, os: &str, arch: &str) -> Option<&'a Descriptor> {
+    let candidates: Vec<&Descriptor> = index
+        .manifests()
+        .iter()
+        .filter(|d| is_image_manifest(d))
+        .collect();
+    if let Some(d) = candidates.iter().find(|d| {
+        d.platform()
+            .as_ref()
+            .is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch)
+    }) {
+        return Some(d);
+    }
+    match candidates.as_slice() {
+        [only] if only.platform().is_none() => Some(only),
+        _ => None,
+    }
+}
+
+fn no_platform(what: &str, index: &str, os: &str, arch: &str, listing: String) -> Error {
+    Error::NotFound(format!(
+        "{what}: the image index {index}has no image manifest for {os}/{arch} (it lists: \
+         {listing})"
+    ))
+}
+
+/// Pick the manifest for `os/arch` from an index. When there is none, the error lists every
+/// entry in full, like [`select_platform_of`], except os.version and os.features, which
+/// oci-spec does not read: prefer [`select_platform_of`] when the index's bytes are at hand.
 pub fn select_platform<'a>(
     index: &'a ImageIndex,
     os: &str,
     arch: &str,
     what: &str,
 ) -> Result<&'a Descriptor> {
-    let manifests = index.manifests();
-    let is_manifest = |d: &Descriptor| {
-        let mt = d.media_type().to_string();
-        mt == OCI_MANIFEST || mt == DOCKER_MANIFEST
+    pick(index, os, arch).ok_or_else(|| {
+        let bytes = serde_json::to_vec(index).unwrap_or_default();
+        no_platform(what, "", os, arch, describe_entries(&bytes))
+    })
+}
+
+/// Pick the manifest for `os/arch` from `index`, parsed from `raw`. When there is none, the
+/// error names the index and lists every entry in full (os/architecture/variant, os.version,
+/// os.features, and the media type of an entry that is not an image manifest), each name
+/// quoted when it holds anything but `[A-Za-z0-9._+-]`, so entries that differ only in a
+/// trailing space, a variant, an os.version or their media type can be told apart.
+pub fn select_platform_of<'a>(
+    raw: &RawManifest,
+    index: &'a ImageIndex,
+    os: &str,
+    arch: &str,
+    what: &str,
+) -> Result<&'a Descriptor> {
+    pick(index, os, arch).ok_or_else(|| {
+        let name = format!("{} ", raw.digest);
+        no_platform(what, &name, os, arch, describe_entries(&raw.bytes))
+    })
+}
+
+#[derive(Deserialize)]
+struct IndexEntries {
+    #[serde(default)]
+    manifests: Vec<IndexEntry>,
+}
+
+#[derive(Deserialize)]
+struct IndexEntry {
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    platform: Option<EntryPlatform>,
+}
+
+#[derive(Deserialize)]
+struct EntryPlatform {
+    os: Option<String>,
+    architecture: Option<String>,
+    variant: Option<String>,
+    #[serde(rename = "os.version", alias = "os_version")]
+    os_version: Option<String>,
+    #[serde(rename = "os.features", alias = "os_features")]
+    os_features: Option<Vec<String>>,
+}
+
+/// The entries of an index for a message, at most 16 of them.
+fn describe_entries(index: &[u8]) -> String {
+    const SHOWN: usize = 16;
+    let Ok(idx) = serde_json::from_slice::<IndexEntries>(index) else {
+        return "entries that cannot be read".to_string();
     };
-    let candidates: Vec<&Descriptor> = manifests.iter().filter(|d| is_manifest(d)).collect();
-    if let Some(d) = candidates.iter().find(|d| {
-        d.platform()
-            .as_ref()
-            .is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch)
-    }) {
-        return Ok(d);
-    }
-    if candidates.len() == 1 && candidates[0].platform().is_none() {
-        return Ok(candidates[0]);
-    }
-    let available: Vec<String> = manifests
+    let mut v: Vec<String> = idx
+        .manifests
         .iter()
-        .filter_map(|d| d.platform().as_ref())
-        .map(|p| format!("{}/{}", p.os(), p.architecture()))
+        .take(SHOWN)
+        .map(describe_entry)
         .collect();
-    Err(Error::NotFound(format!(
-        "{what}: the image index has no manifest for {os}/{arch} (available: {})",
-        if available.is_empty() {
-            "none".to_string()
-        } else {
-            available.join(", ")
+    if idx.manifests.len() > SHOWN {
+        v.push(format!("and {} more", idx.manifests.len() - SHOWN));
+    }
+    if v.is_empty() {
+        "nothing".to_string()
+    } else {
+        v.join("; ")
+    }
+}
+
+/// A platform name as it is when it is plain, quoted (and escaped) when it is not.
+fn platform_name(s: Option<&str>) -> String {
+    quoted_unless_plain(s, &['.', '_', '+', '-'])
+}
+
+/// `s` as it is when it is made of ASCII letters, digits and `also`; else `{s:?}`, sanitized.
+fn quoted_unless_plain(s: Option<&str>, also: &[char]) -> String {
+    let Some(s) = s else {
+        return "(none)".to_string();
+    };
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || also.contains(&c));
+    if plain {
+        s.to_string()
+    } else {
+        sanitize(&format!("{s:?}"))
+    }
+}
+
+/// One index entry: `os/arch[/variant]`, its os.version and os.features, and its media type
+/// when that is not an image manifest's.
+fn describe_entry(e: &IndexEntry) -> String {
+    let mut s = match &e.platform {
+        None => "no platform".to_string(),
+        Some(p) => {
+            let mut s = format!(
+                "{}/{}",
+                platform_name(p.os.as_deref()),
+                platform_name(p.architecture.as_deref())
+            );
+            if let Some(v) = &p.variant {
+                s.push_str(&format!("/{}", platform_name(Some(v))));
+            }
+            if let Some(v) = &p.os_version {
+                s.push_str(&format!(" os.version {}", platform_name(Some(v))));
+            }
+            if let Some(f) = &p.os_features {
+                let f: Vec<String> = f.iter().map(|x| platform_name(Some(x))).collect();
+                s.push_str(&format!(" os.features {}", f.join(",")));
+            }
+            s
         }
-    )))
+    };
+    let mt = e.media_type.as_deref().unwrap_or("");
+    if mt != OCI_MANIFEST && mt != DOCKER_MANIFEST {
+        s.push_str(&format!(
+            " ({}: not an image manifest)",
+            quoted_unless_plain(Some(mt), &['.', '_', '+', '-', '/'])
+        ));
+    }
+    s
 }
 
 /// Check a manifest's descriptors before anything is downloaded: sha256 digests, known layer
@@ -213,7 +337,8 @@ pub fn validate_manifest(m: &ImageManifest, what: &str) -> Result<()> {
     let cfg_mt = m.config().media_type().to_string();
     if cfg_mt != OCI_CONFIG && cfg_mt != DOCKER_CONFIG {
         return Err(Error::Invalid(format!(
-            "{what}: config media type {cfg_mt} is not a container image configuration"
+            "{what}: config media type {} is not a container image configuration",
+            sanitize(&cfg_mt)
         )));
     }
     Sha256Digest::try_from(m.config().digest())
@@ -222,8 +347,9 @@ pub fn validate_manifest(m: &ImageManifest, what: &str) -> Result<()> {
         let mt = l.media_type().to_string();
         if layer_compression(&mt).is_none() {
             return Err(Error::Invalid(format!(
-                "{what}: layer {i} ({}) has unsupported media type {mt}",
-                l.digest()
+                "{what}: layer {i} ({}) has unsupported media type {}",
+                l.digest(),
+                sanitize(&mt)
             )));
         }
         Sha256Digest::try_from(l.digest())
@@ -232,14 +358,11 @@ pub fn validate_manifest(m: &ImageManifest, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Parse a config and check it matches the manifest (one diff_id per layer).
+/// Parse a config and check it matches the manifest (one diff_id per layer). JSON nested
+/// deeper than [`json::MAX_JSON_DEPTH`] is refused before anything else.
 pub fn parse_config(bytes: &[u8], m: &ImageManifest, what: &str) -> Result<ImageConfiguration> {
-    let c: ImageConfiguration = serde_json::from_slice(bytes).map_err(|e| {
-        Error::Invalid(format!(
-            "{what}: malformed image config {}: {e}",
-            m.config().digest()
-        ))
-    })?;
+    let blob = format!("{what}: config {}", m.config().digest());
+    let c: ImageConfiguration = json::parse(bytes, &blob, "malformed image config")?;
     let n = c.rootfs().diff_ids().len();
     if n != m.layers().len() {
         return Err(Error::Invalid(format!(

@@ -1,11 +1,14 @@
 //! The OCI distribution API v2 client: manifests and blobs over HTTPS (or HTTP where
-//! `registries.conf` says `insecure = true`), with anonymous, basic and bearer-token auth.
+//! `registries.conf` says `insecure = true`), with anonymous, basic and bearer-token auth
+//! (`auth`: where credentials may go). Whatever a registry says that ends up in an error
+//! message (error bodies, realms) is passed through [`sanitize`] first.
+
+mod auth;
 
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use oci_spec::image::Descriptor;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::Agent;
@@ -16,6 +19,9 @@ use crate::error::{Error, Result};
 use crate::manifest::{RawManifest, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE};
 use crate::reference::RegistryRef;
 use crate::source::ImageSource;
+use crate::text::sanitize;
+
+pub use auth::{parse_challenge, Challenge};
 
 /// Settings for talking to registries.
 #[derive(Debug, Clone)]
@@ -63,32 +69,42 @@ impl RegistryClient {
             .registries_conf
             .is_insecure(&r.domain, &r.repository);
         let creds = self.opts.auth.lookup(&r.domain, &r.repository)?;
-        let tls = if insecure {
-            TlsConfig::builder().disable_verification(true).build()
-        } else {
-            TlsConfig::builder().root_certs(system_roots()).build()
-        };
-        let agent: Agent = Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(self.opts.timeout))
-            .timeout_recv_response(Some(self.opts.timeout))
-            .timeout_per_read(Some(self.opts.timeout))
-            .timeout_resolve(Some(self.opts.timeout))
-            .max_redirects(10)
-            .user_agent(concat!("ociboot/", env!("CARGO_PKG_VERSION")))
-            .tls_config(tls)
-            .build()
-            .into();
         Ok(RegistrySession {
-            agent,
+            agent: make_agent(self.opts.timeout, !insecure),
+            verified_agent: None,
+            timeout: self.opts.timeout,
+            conf: self.opts.registries_conf.clone(),
             host: api_host(&r.domain),
             insecure,
             scheme: None,
             creds,
             authorization: None,
+            withheld: None,
             r,
         })
     }
+}
+
+/// An HTTP agent with bounded timeouts that verifies TLS certificates against the system's CA
+/// bundle, or (for an insecure registry) does not verify them. Redirects drop the
+/// `Authorization` header (ureq's default), so credentials never follow one to another host.
+fn make_agent(timeout: Duration, verify: bool) -> Agent {
+    let tls = if verify {
+        TlsConfig::builder().root_certs(system_roots()).build()
+    } else {
+        TlsConfig::builder().disable_verification(true).build()
+    };
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .timeout_per_read(Some(timeout))
+        .timeout_resolve(Some(timeout))
+        .max_redirects(10)
+        .user_agent(concat!("ociboot/", env!("CARGO_PKG_VERSION")))
+        .tls_config(tls)
+        .build()
+        .into()
 }
 
 fn api_host(domain: &str) -> String {
@@ -122,101 +138,21 @@ fn system_roots() -> RootCerts {
 
 /// One repository on one registry.
 pub struct RegistrySession {
+    /// For the registry: verifies TLS unless the registry is insecure.
     agent: Agent,
+    /// For token realms on other hosts of an insecure registry: made when first needed.
+    verified_agent: Option<Agent>,
+    timeout: Duration,
+    conf: RegistriesConf,
     host: String,
     insecure: bool,
     scheme: Option<&'static str>,
     creds: Option<Credentials>,
+    /// The `Authorization` header the registry's requests carry: a secret, never printed.
     authorization: Option<String>,
+    /// Which token realm the credentials were withheld from, and why, for messages.
+    withheld: Option<String>,
     r: RegistryRef,
-}
-
-/// A parsed `WWW-Authenticate` challenge.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Challenge {
-    /// The authentication scheme as the registry wrote it, e.g. `Bearer` or `Basic`.
-    pub scheme: String,
-    /// The `key=value` parameters in order, with quotes and escapes removed.
-    pub params: Vec<(String, String)>,
-}
-
-impl Challenge {
-    /// The value of parameter `k` (compared case-insensitively), e.g. `realm` or `scope`.
-    pub fn param(&self, k: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(k))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parse `Bearer realm="…",service="…",scope="…"` (or `Basic realm="…"`).
-pub fn parse_challenge(h: &str) -> Option<Challenge> {
-    let h = h.trim();
-    let (scheme, rest) = match h.find(' ') {
-        Some(i) => (&h[..i], &h[i + 1..]),
-        None => (h, ""),
-    };
-    let mut params = Vec::new();
-    let mut s = rest.trim();
-    while !s.is_empty() {
-        let eq = s.find('=')?;
-        let key = s[..eq].trim().to_string();
-        s = &s[eq + 1..];
-        let value;
-        if let Some(stripped) = s.strip_prefix('"') {
-            let mut v = String::new();
-            let mut chars = stripped.char_indices();
-            let mut end = None;
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some((_, n)) = chars.next() {
-                            v.push(n)
-                        }
-                    }
-                    '"' => {
-                        end = Some(i);
-                        break;
-                    }
-                    c => v.push(c),
-                }
-            }
-            let end = end?;
-            value = v;
-            s = &stripped[end + 1..];
-        } else {
-            let end = s.find(',').unwrap_or(s.len());
-            value = s[..end].trim().to_string();
-            s = &s[end..];
-        }
-        params.push((key, value));
-        s = s.trim_start().trim_start_matches(',').trim_start();
-    }
-    Some(Challenge {
-        scheme: scheme.to_string(),
-        params,
-    })
-}
-
-fn query_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn basic(c: &Credentials) -> String {
-    let raw = format!("{}:{}", c.username, c.password);
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw.as_bytes())
-    )
 }
 
 type Response = ureq::http::Response<ureq::Body>;
@@ -233,9 +169,9 @@ impl RegistrySession {
                 "connection refused".to_string()
             }
             ureq::Error::HostNotFound => "host not found".to_string(),
-            other => other.to_string(),
+            other => sanitize(&other.to_string()),
         };
-        Error::Transport(format!("{}: {url}: {msg}", self.name()))
+        Error::Transport(format!("{}: {}: {msg}", self.name(), sanitize(url)))
     }
 
     fn timeout_hint(&self) -> Duration {
@@ -299,76 +235,6 @@ impl RegistrySession {
         unreachable!("the loop returns on its second pass")
     }
 
-    fn authenticate(&mut self, c: &Challenge) -> Result<()> {
-        let name = self.name();
-        if c.scheme.eq_ignore_ascii_case("basic") {
-            let creds = self.creds.as_ref().ok_or_else(|| {
-                Error::Auth(format!(
-                    "{name}: the registry requires a login and no credentials were found (searched containers auth files and /etc/ociboot/auth.json)"
-                ))
-            })?;
-            self.authorization = Some(basic(creds));
-            return Ok(());
-        }
-        if !c.scheme.eq_ignore_ascii_case("bearer") {
-            return Err(Error::Auth(format!(
-                "{name}: unsupported authentication scheme {}",
-                c.scheme
-            )));
-        }
-        let realm = c
-            .param("realm")
-            .ok_or_else(|| Error::Auth(format!("{name}: bearer challenge without realm")))?;
-        let mut url = realm.to_string();
-        let mut sep = if url.contains('?') { '&' } else { '?' };
-        if let Some(s) = c.param("service") {
-            url.push_str(&format!("{sep}service={}", query_escape(s)));
-            sep = '&';
-        }
-        let scope = c
-            .param("scope")
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("repository:{}:pull", self.r.repository));
-        url.push_str(&format!("{sep}scope={}", query_escape(&scope)));
-        let mut req = self.agent.get(&url);
-        if let Some(cr) = &self.creds {
-            req = req.header("Authorization", basic(cr));
-        }
-        let mut resp = req.call().map_err(|e| self.net_err(&url, e))?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            return Err(Error::Auth(format!(
-                "{name}: token request to {realm} failed with HTTP {status}{}",
-                if self.creds.is_some() {
-                    " (check the credentials)"
-                } else {
-                    " (no credentials found)"
-                }
-            )));
-        }
-        #[derive(serde::Deserialize)]
-        struct Tok {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .map_err(|e| self.net_err(&url, e))?;
-        let tok: Tok = serde_json::from_slice(&body).map_err(|e| {
-            Error::Auth(format!(
-                "{name}: malformed token response from {realm}: {e}"
-            ))
-        })?;
-        let t = tok.token.or(tok.access_token).ok_or_else(|| {
-            Error::Auth(format!("{name}: token response from {realm} has no token"))
-        })?;
-        self.authorization = Some(format!("Bearer {t}"));
-        Ok(())
-    }
-
     fn check_status(&self, url: &str, what: &str, resp: &mut Response) -> Result<()> {
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
@@ -389,10 +255,11 @@ impl RegistrySession {
                 "{name}: {what} not found (HTTP 404 from {url}){detail}"
             )),
             401 | 403 => Error::Auth(format!(
-                "{name}: access to {what} denied (HTTP {status}){detail}{}",
+                "{name}: access to {what} denied (HTTP {status}){detail}; {}",
                 match &self.creds {
-                    Some(c) => format!("; credentials from {}", c.source),
-                    None => "; no credentials found in the auth files".to_string(),
+                    Some(_) if self.withheld.is_some() => self.withheld_note(),
+                    Some(c) => format!("credentials from {}", c.source),
+                    None => "no credentials found in the auth files".to_string(),
                 }
             )),
             _ => Error::Transport(format!(
@@ -402,7 +269,8 @@ impl RegistrySession {
     }
 }
 
-/// `{"errors":[{"code":"…","message":"…"}]}` → "CODE: message".
+/// `{"errors":[{"code":"…","message":"…"}]}` → "CODE message; …", made printable and cut to
+/// [`crate::text::MAX_REMOTE_TEXT`] bytes by [`sanitize`].
 fn registry_error_text(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let errs = v.get("errors")?.as_array()?;
@@ -418,7 +286,7 @@ fn registry_error_text(body: &[u8]) -> Option<String> {
             .to_string()
         })
         .collect();
-    Some(parts.join("; "))
+    Some(sanitize(&parts.join("; ")))
 }
 
 impl ImageSource for RegistrySession {
@@ -497,24 +365,6 @@ impl ImageSource for RegistrySession {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn challenges() {
-        let c = parse_challenge(
-            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull""#,
-        )
-        .unwrap();
-        assert_eq!(c.scheme, "Bearer");
-        assert_eq!(c.param("realm"), Some("https://auth.example/token"));
-        assert_eq!(c.param("scope"), Some("repository:a/b:pull"));
-        let c = parse_challenge(r#"Basic realm="ociboot-test""#).unwrap();
-        assert_eq!(c.scheme, "Basic");
-        assert_eq!(c.param("realm"), Some("ociboot-test"));
-        let c = parse_challenge(r#"Bearer realm="r\"q", error=insufficient_scope"#).unwrap();
-        assert_eq!(c.param("realm"), Some("r\"q"));
-        assert_eq!(c.param("error"), Some("insufficient_scope"));
-        assert!(parse_challenge(r#"Bearer realm="unterminated"#).is_none());
-    }
 
     #[test]
     fn errors_text() {

@@ -8,7 +8,7 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
 use crate::digest::{read_verified, Sha256Digest, VerifyingReader};
 use crate::error::{Error, Result};
 use crate::manifest::{
-    host_platform, parse_config, parse_manifest, select_platform, validate_manifest, Parsed,
+    host_platform, parse_config, parse_manifest, select_platform_of, validate_manifest, Parsed,
     RawManifest, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE,
 };
 use crate::reference::{ImageReference, Target};
@@ -110,7 +110,7 @@ pub fn fetch_image(src: &mut dyn ImageSource) -> Result<FetchedImage> {
         Parsed::Manifest(m) => (root, *m),
         Parsed::Index(index) => {
             let (os, arch) = host_platform();
-            let desc = select_platform(&index, os, arch, &name)?.clone();
+            let desc = select_platform_of(&root, &index, os, arch, &name)?.clone();
             let digest = Sha256Digest::try_from(desc.digest())
                 .map_err(|e| Error::Invalid(format!("{name}: index entry: {e}")))?;
             let stream = src.manifest_bytes(&desc)?;
