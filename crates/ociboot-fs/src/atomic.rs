@@ -26,6 +26,19 @@ pub fn ensure_dir(p: &Path) -> Result<(), IoError> {
     std::fs::create_dir_all(p).at("creating", p)
 }
 
+/// Create a directory (and its parents) if missing, and make it root-only (0700) if anyone else
+/// may enter it: what is below (old deployments, store objects, setuid files an update has
+/// since replaced) must not be reachable by unprivileged users.
+pub fn ensure_private_dir(p: &Path) -> Result<(), IoError> {
+    use std::os::unix::fs::PermissionsExt;
+    ensure_dir(p)?;
+    let mode = std::fs::metadata(p).at("stat", p)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700)).at("chmod", p)?;
+    }
+    Ok(())
+}
+
 /// The temporary name [`write_atomic`] writes `dest` under before the rename: hidden, with the
 /// prefix `.tmp-` that listings skip, and ending in `.tmp` so that no boot loader takes a
 /// leftover for an entry (`*.conf`) and no reader for a record (`*.json`).
@@ -111,6 +124,19 @@ mod tests {
         write_atomic(&f, b"title x\n").unwrap();
         assert!(!tmp.exists());
         assert_eq!(std::fs::read(&f).unwrap(), b"title x\n");
+    }
+
+    #[test]
+    fn a_private_directory_is_root_only_whatever_it_was() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("a/deploy");
+        ensure_private_dir(&d).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&d), 0o700);
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(&d).unwrap();
+        assert_eq!(mode(&d), 0o700);
     }
 
     #[test]

@@ -14,6 +14,6 @@ pub mod failpoint;
 pub mod time;
 pub mod tree;
 
-pub use atomic::{ensure_dir, fsync_dir, syncfs, write_atomic};
+pub use atomic::{ensure_dir, ensure_private_dir, fsync_dir, syncfs, write_atomic};
 pub use error::{IoContext, IoError};
 pub use tree::{current_umask, disk_usage, read_xattrs, remove_any};

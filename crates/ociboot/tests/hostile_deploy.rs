@@ -6,7 +6,9 @@
 //!   the boot partition;
 //! - a kargs.d file that sets `ociboot=` (`kargs-owned`), a `usr/bin/ociboot` that is a symlink
 //!   to a shell (`init-symlink`): refused at stage time;
-//! - a version label with newlines (`title-inject`): no line added to the entry.
+//! - a version label with newlines (`title-inject`): no line added to the entry;
+//! - an old deployment's files (setuid binaries an update replaced) out of reach of
+//!   unprivileged users.
 //! The images name fixed host paths; each test puts canary files there and checks them after.
 
 mod common;
@@ -229,4 +231,47 @@ fn a_version_label_cannot_add_lines_to_the_boot_entry() {
             .any(|t| t.contains("2.0 initrd /evil title evil")),
         "{titles:?}"
     );
+}
+
+/// Whether the user nobody can read `p` (through every directory on its way).
+fn nobody_reads(p: &Path) -> bool {
+    std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            "cat",
+        ])
+        .arg(p)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn deployments_are_out_of_reach_of_unprivileged_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let m = Machine::new("private-deploy");
+    install_v1(&m);
+    let v1 = m.deployment_root("booted");
+    m.ok(&["switch", "--transport", "oci", &layout("v2")]);
+    m.ok(&["finalize-staged"]);
+    m.reboot();
+    // Open the scratch directory (tempfile makes it 0700) so that only ociboot's own modes
+    // stand between the user and the files.
+    std::fs::set_permissions(m.h.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let control = m.root().join("boot/loader/loader.conf");
+    assert!(
+        nobody_reads(&control),
+        "the check itself cannot see the sysroot"
+    );
+    let old = v1.join("usr/bin/hello");
+    assert!(old.is_file(), "{}", old.display());
+    assert!(!nobody_reads(&old), "nobody reads {}", old.display());
+    let deploy = m.root().join("ociboot/deploy/default/deploy");
+    let mode = std::fs::metadata(&deploy).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", deploy.display());
 }

@@ -184,6 +184,12 @@ echo "CMDLINE $(cat /proc/cmdline)"
 echo "MOTD $(cat /etc/motd)"
 echo "VARDATA $(cat /var/lib/vmtest/data)"
 command -v less >/dev/null && echo "LESS yes"
+NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups --"
+echo "NOBODY $($NOBODY sh -c 'cat /etc/os-release >/dev/null && ls /usr/bin >/dev/null && less --version >/dev/null && echo uses-the-system' 2>&1)"
+for d in /sysroot/ociboot/deploy/default/deploy/*/; do
+    $NOBODY test -r "$d/usr/bin/ls" && echo "NOBODY-READS $d"
+done
+echo "DEPLOYMENTS $(ls -d /sysroot/ociboot/deploy/default/deploy/*/ | wc -l)"
 ociboot rollback
 echo "ROLLBACK-RC $?"
 {STATUS}
@@ -197,6 +203,14 @@ echo "ROLLBACK-RC $?"
     assert_eq!(b.line("MOTD"), "edited in the VM", "/etc edit carried over");
     assert_eq!(b.line("VARDATA"), "written in boot 1", "/var kept");
     assert_eq!(b.line("LESS"), "yes");
+    // A normal user uses the booted system; no deployment is reachable through /sysroot.
+    assert_eq!(b.line("NOBODY"), "uses-the-system");
+    assert_eq!(b.line("DEPLOYMENTS"), "2");
+    assert_eq!(
+        b.lines("NOBODY-READS"),
+        Vec::<String>::new(),
+        "an unprivileged user reads these deployments through /sysroot"
+    );
     assert!(
         b.line("CMDLINE")
             .split_whitespace()

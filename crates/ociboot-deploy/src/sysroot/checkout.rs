@@ -102,7 +102,9 @@ impl Sysroot {
         let kernel_sum = bls::kernel_sum(&tree);
         let (id, serial) = self.next_id(stateroot, digest);
         let dir = self.deploy_dir(stateroot);
-        std::fs::create_dir_all(&dir).at("creating", &dir)?;
+        // Root-only: an old deployment's setuid files stay out of unprivileged users' reach
+        // (the booted one is reached through its mount at /, not through this directory).
+        ociboot_fs::ensure_private_dir(&dir)?;
         let var = etc_to_usr_etc(&mut tree)?;
         let partial = dir.join(format!("{id}.partial"));
         ociboot_fs::remove_any(&partial)?;
