@@ -198,10 +198,19 @@ fn refused_requests_change_nothing() {
     let disk = dir.join("disk.raw");
     let plain = format!("oci:{}:v1", os_layout().display());
 
-    // The fixture image has no static ociboot to set up the root at boot.
+    // An image whose init is a symlink to a shell; the fixture image (a static ociboot
+    // header, no boot loader) has no systemd-boot to install.
+    let init_link = format!("oci:{}:init-symlink", os_layout().display());
+    let (ok, _, err) = to_disk(&h, &init_link, &disk, &["--via-loopback"]);
+    assert!(!ok);
+    assert!(
+        err.contains("usr/bin/ociboot") && err.contains("symlink"),
+        "{err}"
+    );
+    assert!(!disk.exists() && leftovers(&dir).is_empty());
     let (ok, _, err) = to_disk(&h, &plain, &disk, &["--via-loopback"]);
     assert!(!ok);
-    assert!(err.contains("has no /usr/bin/ociboot"), "{err}");
+    assert!(err.contains("systemd-bootx64.efi"), "{err}");
     assert!(!disk.exists() && leftovers(&dir).is_empty());
 
     // A file with data is not overwritten without --wipe.
