@@ -18,6 +18,10 @@ pub enum Error {
     /// A layer that cannot be applied (bad tar entry, impossible hardlink, …).
     #[error("{0}")]
     Layer(String),
+    /// A layer or image beyond one of the store's resource limits (see [`crate::limits`]):
+    /// too deep or too long a path, too large a tar header, too many entries.
+    #[error("{0}")]
+    Limit(String),
     /// The store's own files do not say what they should.
     #[error("store is corrupt: {0}")]
     Corrupt(String),

@@ -18,6 +18,7 @@
 pub mod error;
 pub mod failpoint;
 pub mod import;
+pub mod limits;
 pub mod lock;
 pub mod objects;
 pub mod record;
@@ -26,9 +27,10 @@ pub mod tree;
 pub mod unpack;
 
 pub use error::{Error, Result};
+pub use limits::Limits;
 pub use objects::{ImportStats, ObjectId};
 pub use store::{
     ImageRecord, ImageSummary, NoProgress, PruneReport, PullOutcome, PullProgress, Store,
 };
-pub use tree::{Content, LayerOp, Meta, Node, Tree};
+pub use tree::{Content, LayerOp, Meta, Node, Tree, TreeSize};
 pub use unpack::{unpack, unpack_with, Mode as UnpackMode, UnpackStats};

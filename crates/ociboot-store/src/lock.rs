@@ -1,19 +1,64 @@
 //! One mutating command at a time: an exclusive `flock` on `ociboot/lock`. Readers take it
-//! shared. A waiting command says who holds the lock (the holder writes its pid and command
-//! line into the file).
+//! shared. A waiting command says who holds the lock: the holder writes `pid N (VERB)` into
+//! the file, its process id and what it does ([`set_verb`]; the program's name until told),
+//! never its arguments (a reference or path can say more than the reader should know).
+//!
+//! The file is the owner's alone (0600): it is created so, and an older one, readable by
+//! anyone, is made so when opened.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::OnceLock;
 
-use rustix::fs::FlockOperation;
+use rustix::fs::{FlockOperation, Mode};
 
 use crate::error::{IoContext, Result};
+
+/// The lock file's permission bits.
+const LOCK_MODE: u32 = 0o600;
 
 /// A held lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct Lock {
     _file: File,
+}
+
+static VERB: OnceLock<String> = OnceLock::new();
+
+/// Say what this process does (e.g. `image pull`), for the description of the lock's holder
+/// that a waiting command shows. Only the first call counts; it should name the command, not
+/// its arguments.
+pub fn set_verb(verb: &str) {
+    let _ = VERB.set(printable(verb));
+}
+
+/// At most 64 printable ASCII characters of `s`.
+fn printable(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(64)
+        .collect()
+}
+
+/// What the holder writes into the lock: its pid and its verb, or the program's name.
+fn holder() -> String {
+    let verb = VERB.get().cloned().unwrap_or_else(|| {
+        let prog = std::env::args_os().next().unwrap_or_default();
+        let name = Path::new(&prog).file_name().unwrap_or_default();
+        printable(&name.to_string_lossy())
+    });
+    format!("pid {} ({verb})", std::process::id())
+}
+
+/// Make the lock file private to its owner, if we own it and it is not.
+fn restrict(f: &File, path: &Path) -> Result<()> {
+    let st = rustix::fs::fstat(f).at("stat", path)?;
+    if st.st_mode & 0o7777 != LOCK_MODE && st.st_uid == rustix::process::geteuid().as_raw() {
+        rustix::fs::fchmod(f, Mode::from_raw_mode(LOCK_MODE)).at("chmod 0600", path)?;
+    }
+    Ok(())
 }
 
 /// Take the lock at `path`, exclusive or shared. If someone else holds it, `waiting` is called
@@ -24,8 +69,11 @@ pub fn acquire(path: &Path, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<L
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(LOCK_MODE)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
         .at("opening lock", path)?;
+    restrict(&f, path)?;
     let (try_op, op) = if exclusive {
         (
             FlockOperation::NonBlockingLockExclusive,
@@ -39,7 +87,7 @@ pub fn acquire(path: &Path, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<L
     };
     if rustix::fs::flock(&f, try_op).is_err() {
         let mut holder = String::new();
-        let _ = f.read_to_string(&mut holder);
+        let _ = (&mut f).take(256).read_to_string(&mut holder);
         let holder = holder.trim();
         waiting(if holder.is_empty() {
             "another ociboot process"
@@ -49,10 +97,50 @@ pub fn acquire(path: &Path, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<L
         rustix::fs::flock(&f, op).at("locking", path)?;
     }
     if exclusive {
-        let args: Vec<String> = std::env::args().collect();
         let _ = f.set_len(0);
         let _ = f.rewind();
-        let _ = write!(f, "pid {} ({})", std::process::id(), args.join(" "));
+        let _ = write!(f, "{}", holder());
     }
     Ok(Lock { _file: f })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_lock_is_private_and_names_no_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lock");
+        let l = acquire(&p, true, &|_| panic!("nobody holds it")).unwrap();
+        assert_eq!(mode(&p), 0o600);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text, holder());
+        // The pid and the program's name, none of its arguments.
+        let prog = std::env::current_exe().unwrap();
+        let prog = prog.file_name().unwrap().to_string_lossy();
+        assert_eq!(text, format!("pid {} ({prog})", std::process::id()));
+        drop(l);
+
+        // A lock file left readable by anyone (and holding a command line) is made private.
+        std::fs::write(&p, "pid 1 (ociboot --sysroot / switch registry/secret:tag)").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(acquire(&p, false, &|_| panic!("nobody holds it")).unwrap());
+        assert_eq!(mode(&p), 0o600);
+        drop(acquire(&p, true, &|_| panic!("nobody holds it")).unwrap());
+        assert!(!std::fs::read_to_string(&p).unwrap().contains("secret"));
+    }
+
+    #[test]
+    fn the_verb_is_printable_and_short() {
+        assert_eq!(printable("image pull"), "image pull");
+        assert_eq!(printable("a\nb\x1b[2Jc"), "ab[2Jc");
+        assert_eq!(printable(&"x".repeat(100)).len(), 64);
+    }
 }

@@ -134,8 +134,15 @@ impl RecordWriter {
         }
     }
 
-    /// The record's bytes; `what` names its file in the error should compression fail.
+    /// The record's bytes; `what` names its file in the error should compression fail, or
+    /// the record be larger than [`decode`] accepts (which the store's limits prevent).
     pub fn finish(mut self, what: &str) -> Result<Vec<u8>> {
+        if self.buf.len() + 41 > MAX_RECORD {
+            return Err(Error::Limit(format!(
+                "{what}: a record of {} bytes, more than the {MAX_RECORD} a record may hold",
+                self.buf.len() + 41
+            )));
+        }
         let hash = Sha256::digest(&self.buf);
         self.buf.push(0xFF);
         self.buf.extend_from_slice(&self.count.to_le_bytes());
@@ -229,7 +236,9 @@ impl<'a> Cursor<'a> {
         if shared > self.prev.len() {
             return Err(self.err("bad shared path prefix"));
         }
-        let mut p = self.prev[..shared].to_vec();
+        // Exactly as long as the path: `to_vec` then `extend` would double its capacity.
+        let mut p = Vec::with_capacity(shared + rest.len());
+        p.extend_from_slice(&self.prev[..shared]);
         p.extend_from_slice(&rest);
         self.prev.clone_from(&p);
         Ok(p)

@@ -31,7 +31,7 @@ mod gc;
 mod pull;
 mod query;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 pub use gc::PruneReport;
 pub use pull::{NoProgress, PullOutcome, PullProgress};

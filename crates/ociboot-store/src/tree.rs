@@ -4,12 +4,21 @@
 //!
 //! A tree never touches the filesystem: layers are applied logically, so a hostile layer
 //! cannot write outside anything. Symlinks met on the way to a parent directory are resolved
-//! inside the tree, with `..` clamped at the root, exactly like a path lookup under chroot.
+//! inside the tree, with `..` clamped at the root, exactly like a path lookup under chroot
+//! (`apply`). A tree is never deeper than [`MAX_DEPTH`], so every recursion over one (walk,
+//! unpack, clone, drop) is bounded; applying layers also keeps it within [`Limits`].
 
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::limits::Limits;
+use crate::limits::MAX_DEPTH;
 use crate::objects::ObjectId;
+
+mod apply;
+
+pub use apply::TreeSize;
 
 /// Owner, permission bits (including setuid, setgid and sticky), time and xattrs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -138,12 +147,21 @@ pub fn normalize_entry_path(raw: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// A path for messages.
+/// Paths longer than this are shortened in messages.
+const SHOW_MAX: usize = 512;
+
+/// A path for messages. One longer than 512 bytes (a hostile one can be megabytes) shows its
+/// first 200 bytes and its length.
 pub fn show(p: &[u8]) -> String {
+    if p.len() > SHOW_MAX {
+        return format!(
+            "/{}… ({} bytes)",
+            String::from_utf8_lossy(&p[..200]),
+            p.len()
+        );
+    }
     format!("/{}", String::from_utf8_lossy(p))
 }
-
-const MAX_SYMLINK_HOPS: usize = 40;
 
 /// An image's merged file tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,26 +195,12 @@ impl Tree {
         Some(n)
     }
 
-    /// Look a path up (without following a symlink in the last component).
-    pub fn lookup(&self, path: &[u8]) -> Option<&Node> {
-        let comps = components(path);
-        let canon = self.canonical(&comps, false, path).ok()?;
-        self.get(&canon)
-    }
-
-    fn get_dir_mut(
-        &mut self,
-        comps: &[Vec<u8>],
-        create: bool,
-    ) -> Option<&mut BTreeMap<Vec<u8>, Node>> {
+    fn get_dir_mut(&mut self, comps: &[Vec<u8>]) -> Option<&mut BTreeMap<Vec<u8>, Node>> {
         let mut n = &mut self.root;
         for c in comps {
             let Content::Dir(children) = &mut n.content else {
                 return None;
             };
-            if create && !children.contains_key(c) {
-                children.insert(c.clone(), Node::implicit_dir());
-            }
             n = children.get_mut(c)?;
         }
         match &mut n.content {
@@ -205,165 +209,11 @@ impl Tree {
         }
     }
 
-    /// Resolve `comps` to the components of real directories (and a last component), following
-    /// symlinks inside the tree with `..` clamped at the root. Missing components are kept as
-    /// they are (they will be created as directories).
-    fn canonical(&self, comps: &[Vec<u8>], follow_last: bool, orig: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let mut resolved: Vec<Vec<u8>> = Vec::new();
-        let mut todo: std::collections::VecDeque<Vec<u8>> = comps.iter().cloned().collect();
-        let mut hops = 0;
-        let mut missing = false;
-        while let Some(c) = todo.pop_front() {
-            if c.is_empty() || c == b"." {
-                continue;
-            }
-            if c == b".." {
-                resolved.pop();
-                missing = false;
-                continue;
-            }
-            let is_last = todo.is_empty();
-            if missing {
-                resolved.push(c);
-                continue;
-            }
-            resolved.push(c);
-            match self.get(&resolved) {
-                None => missing = true,
-                Some(Node {
-                    content: Content::Symlink(target),
-                    ..
-                }) if !is_last || follow_last => {
-                    hops += 1;
-                    if hops > MAX_SYMLINK_HOPS {
-                        return Err(Error::Layer(format!(
-                            "{}: too many levels of symbolic links",
-                            show(orig)
-                        )));
-                    }
-                    resolved.pop();
-                    if target.first() == Some(&b'/') {
-                        resolved.clear();
-                    }
-                    let mut new: std::collections::VecDeque<Vec<u8>> = target
-                        .split(|&b| b == b'/')
-                        .filter(|x| !x.is_empty())
-                        .map(<[u8]>::to_vec)
-                        .collect();
-                    new.extend(todo.drain(..));
-                    todo = new;
-                }
-                Some(n) if !is_last && !n.is_dir() => {
-                    return Err(Error::Layer(format!(
-                        "{}: {} is a {}, not a directory",
-                        show(orig),
-                        show(&resolved.join(&b'/')),
-                        n.type_name()
-                    )));
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(resolved)
-    }
-
-    /// Apply one layer: deletions (whiteouts, opaque markers) against the lower layers first,
-    /// then additions in stream order.
-    pub fn apply_layer(&mut self, ops: &[LayerOp]) -> Result<()> {
-        for op in ops {
-            match op {
-                LayerOp::Whiteout(p) => {
-                    let comps = components(p);
-                    let Ok(canon) = self.canonical(&comps, false, p) else {
-                        continue;
-                    };
-                    if let Some((name, parent)) = canon.split_last() {
-                        if let Some(dir) = self.get_dir_mut(parent, false) {
-                            dir.remove(name);
-                        }
-                    }
-                }
-                LayerOp::Opaque(p) => {
-                    let comps = components(p);
-                    let Ok(canon) = self.canonical(&comps, true, p) else {
-                        continue;
-                    };
-                    if let Some(dir) = self.get_dir_mut(&canon, false) {
-                        dir.clear();
-                    }
-                }
-                _ => {}
-            }
-        }
-        for op in ops {
-            match op {
-                LayerOp::Put(p, node) => self.put(p, node.clone())?,
-                LayerOp::Hardlink(p, target) => {
-                    let tcomps = components(target);
-                    let tcanon = self.canonical(&tcomps, false, target)?;
-                    let t = self.get(&tcanon).ok_or_else(|| {
-                        Error::Layer(format!(
-                            "{}: hardlink to {}, which does not exist",
-                            show(p),
-                            show(target)
-                        ))
-                    })?;
-                    let node = match &t.content {
-                        Content::Dir(_) => {
-                            return Err(Error::Layer(format!(
-                                "{}: hardlink to directory {}",
-                                show(p),
-                                show(target)
-                            )))
-                        }
-                        Content::File { object, size, link } => Node {
-                            meta: t.meta.clone(),
-                            content: Content::File {
-                                object: *object,
-                                size: *size,
-                                link: Some(link.clone().unwrap_or_else(|| tcanon.join(&b'/'))),
-                            },
-                        },
-                        _ => t.clone(),
-                    };
-                    self.put(p, node)?;
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn put(&mut self, p: &[u8], node: Node) -> Result<()> {
-        let comps = components(p);
-        if comps.is_empty() {
-            // The root itself: only a directory's metadata can change.
-            if node.is_dir() {
-                self.root.meta = node.meta;
-                return Ok(());
-            }
-            return Err(Error::Layer(format!(
-                "/: cannot replace the root with a {}",
-                node.type_name()
-            )));
-        }
-        let canon = self.canonical(&comps, false, p)?;
-        let Some((name, parent)) = canon.split_last() else {
-            if node.is_dir() {
-                self.root.meta = node.meta;
-            }
-            return Ok(());
-        };
-        let dir = self
-            .get_dir_mut(parent, true)
-            .ok_or_else(|| Error::Layer(format!("{}: parent is not a directory", show(p))))?;
-        match dir.get_mut(name) {
-            Some(existing) if existing.is_dir() && node.is_dir() => existing.meta = node.meta,
-            _ => {
-                dir.insert(name.clone(), node);
-            }
-        }
-        Ok(())
+    /// Look a path up (without following a symlink in the last component).
+    pub fn lookup(&self, path: &[u8]) -> Option<&Node> {
+        let comps = components(path);
+        let canon = self.canonical(&comps, false, path).ok()?;
+        self.get(&canon)
     }
 
     /// Visit every node in depth-first order, parents before children, names sorted.
@@ -390,11 +240,18 @@ impl Tree {
         rec(&mut Vec::new(), &self.root, f)
     }
 
-    /// Rebuild a tree from (path, node) pairs in [`Tree::walk`] order.
+    /// Rebuild a tree from (path, node) pairs in [`Tree::walk`] order. A path deeper than
+    /// [`MAX_DEPTH`] is corruption: no tree that deep is ever made.
     pub fn from_entries(entries: impl IntoIterator<Item = (Vec<u8>, Node)>) -> Result<Tree> {
         let mut t = Tree::new();
         for (p, n) in entries {
             let comps = components(&p);
+            if comps.len() > MAX_DEPTH {
+                return Err(Error::Corrupt(format!(
+                    "tree entry {} is deeper than {MAX_DEPTH} components",
+                    show(&p)
+                )));
+            }
             match comps.split_last() {
                 None => {
                     if !n.is_dir() {
@@ -403,7 +260,7 @@ impl Tree {
                     t.root.meta = n.meta;
                 }
                 Some((name, parent)) => {
-                    let dir = t.get_dir_mut(parent, false).ok_or_else(|| {
+                    let dir = t.get_dir_mut(parent).ok_or_else(|| {
                         Error::Corrupt(format!("tree entry {} before its parent", show(&p)))
                     })?;
                     dir.insert(name.clone(), n);
@@ -429,144 +286,4 @@ impl Tree {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(b: u8) -> Node {
-        Node {
-            meta: Meta {
-                mode: 0o644,
-                ..Default::default()
-            },
-            content: Content::File {
-                object: ObjectId([b; 32]),
-                size: b as u64,
-                link: None,
-            },
-        }
-    }
-    fn dir() -> Node {
-        Node {
-            meta: Meta {
-                mode: 0o755,
-                ..Default::default()
-            },
-            content: Content::Dir(BTreeMap::new()),
-        }
-    }
-    fn link(t: &str) -> Node {
-        Node {
-            meta: Meta {
-                mode: 0o777,
-                ..Default::default()
-            },
-            content: Content::Symlink(t.as_bytes().to_vec()),
-        }
-    }
-    fn put(p: &str, n: Node) -> LayerOp {
-        LayerOp::Put(p.as_bytes().to_vec(), n)
-    }
-
-    #[test]
-    fn whiteouts_and_opaque() {
-        let mut t = Tree::new();
-        t.apply_layer(&[
-            put("a", dir()),
-            put("a/x", file(1)),
-            put("a/y", file(2)),
-            put("b/c/d", file(3)),
-        ])
-        .unwrap();
-        assert!(t.lookup(b"b/c").unwrap().is_dir(), "implicit parents");
-        t.apply_layer(&[
-            LayerOp::Whiteout(b"a/x".to_vec()),
-            LayerOp::Whiteout(b"b".to_vec()),
-        ])
-        .unwrap();
-        assert!(t.lookup(b"a/x").is_none());
-        assert!(t.lookup(b"a/y").is_some());
-        assert!(t.lookup(b"b").is_none());
-        // opaque after the new file in the same layer still keeps the new file
-        t.apply_layer(&[put("a/new", file(4)), LayerOp::Opaque(b"a".to_vec())])
-            .unwrap();
-        assert!(t.lookup(b"a/y").is_none());
-        assert!(t.lookup(b"a/new").is_some());
-    }
-
-    #[test]
-    fn symlink_parents_are_confined() {
-        let mut t = Tree::new();
-        t.apply_layer(&[
-            put("evil", link("/../../etc")),
-            put("rel", link("../../../../tmp")),
-        ])
-        .unwrap();
-        t.apply_layer(&[put("evil/pwned", file(1)), put("rel/x", file(2))])
-            .unwrap();
-        // resolved inside the tree: /etc/pwned and /tmp/x
-        assert!(t.lookup(b"etc/pwned").is_some());
-        assert!(t.lookup(b"tmp/x").is_some());
-        assert!(matches!(
-            t.lookup(b"evil").unwrap().content,
-            Content::Symlink(_)
-        ));
-    }
-
-    #[test]
-    fn replacements_and_hardlinks() {
-        let mut t = Tree::new();
-        t.apply_layer(&[put("f", file(1)), put("d", dir()), put("d/x", file(2))])
-            .unwrap();
-        t.apply_layer(&[
-            put("f", dir()),
-            put("d", link("f")),
-            LayerOp::Hardlink(b"h".to_vec(), b"f".to_vec()),
-        ])
-        .unwrap_err();
-        let mut t = Tree::new();
-        t.apply_layer(&[put("f", file(1)), put("d", dir()), put("d/x", file(2))])
-            .unwrap();
-        t.apply_layer(&[
-            put("f", dir()),
-            put("d", link("f")),
-            LayerOp::Hardlink(b"h".to_vec(), b"d/x".to_vec()),
-        ])
-        .unwrap_err();
-        let mut t = Tree::new();
-        t.apply_layer(&[put("f", file(1)), put("g", file(5))])
-            .unwrap();
-        t.apply_layer(&[LayerOp::Hardlink(b"h".to_vec(), b"f".to_vec())])
-            .unwrap();
-        match &t.lookup(b"h").unwrap().content {
-            Content::File { object, link, .. } => {
-                assert_eq!(*object, ObjectId([1; 32]));
-                assert_eq!(link.as_deref(), Some(&b"f"[..]));
-            }
-            _ => panic!(),
-        }
-        assert!(t
-            .apply_layer(&[LayerOp::Hardlink(b"z".to_vec(), b"missing".to_vec())])
-            .is_err());
-        t.apply_layer(&[put("g", dir()), put("g/in", file(6))])
-            .unwrap();
-        assert!(t.lookup(b"g/in").is_some());
-        t.apply_layer(&[put("g", file(7))]).unwrap();
-        assert!(t.lookup(b"g/in").is_none());
-    }
-
-    #[test]
-    fn paths() {
-        assert_eq!(normalize_entry_path(b"./a//b/./c/").unwrap(), b"a/b/c");
-        assert_eq!(normalize_entry_path(b"/abs").unwrap(), b"abs");
-        assert!(normalize_entry_path(b"a/../b").is_err());
-        assert!(normalize_entry_path(b"../x").is_err());
-    }
-
-    #[test]
-    fn symlink_loops() {
-        let mut t = Tree::new();
-        t.apply_layer(&[put("a", link("b")), put("b", link("a"))])
-            .unwrap();
-        assert!(t.apply_layer(&[put("a/x", file(1))]).is_err());
-    }
-}
+mod tests;

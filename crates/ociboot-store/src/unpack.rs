@@ -377,6 +377,9 @@ impl<'a> Ctx<'a> {
         res
     }
 
+    /// Write one node; the recursion over directories (as deep as the tree, at most
+    /// [`crate::limits::MAX_DEPTH`]) goes through here and [`Ctx::write_dir`] only, whose frames
+    /// are small: everything else is in [`Ctx::write_leaf`].
     fn write_node_inner(
         &mut self,
         dir: &OwnedFd,
@@ -384,23 +387,50 @@ impl<'a> Ctx<'a> {
         name: &[u8],
         node: &Node,
     ) -> Result<()> {
-        let what = show(path);
-        let m = &node.meta;
         self.stats.entries += 1;
         match &node.content {
-            Content::Dir(children) => {
-                let (fd, fix) = self.make_dir(dir, name, m, &what)?;
-                let saved = self.parent_sgid;
-                self.parent_sgid = m.mode & 0o2000 != 0;
-                let r = children
-                    .iter()
-                    .try_for_each(|(n, c)| self.write_node(&fd, path, n, c));
-                self.parent_sgid = saved;
-                r?;
-                finish_dir(&fd, m, fix, &what)?;
+            Content::Dir(children) => self.write_dir(dir, path, name, &node.meta, children),
+            _ => self.write_leaf(dir, path, name, node),
+        }
+    }
+
+    fn write_dir(
+        &mut self,
+        dir: &OwnedFd,
+        path: &mut Vec<u8>,
+        name: &[u8],
+        m: &Meta,
+        children: &std::collections::BTreeMap<Vec<u8>, Node>,
+    ) -> Result<()> {
+        let what = show(path);
+        let (fd, fix) = self.make_dir(dir, name, m, &what)?;
+        let saved = self.parent_sgid;
+        self.parent_sgid = m.mode & 0o2000 != 0;
+        let mut r = Ok(());
+        for (n, c) in children {
+            r = self.write_node(&fd, path, n, c);
+            if r.is_err() {
+                break;
+            }
+        }
+        self.parent_sgid = saved;
+        r?;
+        finish_dir(&fd, m, fix, &what)
+    }
+
+    /// Write a node that is not a directory.
+    #[inline(never)]
+    fn write_leaf(&mut self, dir: &OwnedFd, path: &[u8], name: &[u8], node: &Node) -> Result<()> {
+        let what = show(path);
+        let m = &node.meta;
+        match &node.content {
+            Content::Dir(_) => {
+                return Err(Error::Corrupt(format!(
+                    "{what}: a directory taken for a file"
+                )))
             }
             Content::File { object, size, link } => {
-                let group = link.clone().unwrap_or_else(|| path.clone());
+                let group = link.clone().unwrap_or_else(|| path.to_vec());
                 if let Some((first, obj, meta)) = self.groups.get(&group) {
                     if obj == object && meta == m {
                         rustix::fs::linkat(
@@ -455,7 +485,7 @@ impl<'a> Ctx<'a> {
                 self.stats.bytes += n;
                 self.groups
                     .entry(group)
-                    .or_insert_with(|| (path.clone(), *object, m.clone()));
+                    .or_insert_with(|| (path.to_vec(), *object, m.clone()));
             }
             Content::Symlink(target) => {
                 rustix::fs::symlinkat(target.as_slice(), dir, name)
@@ -523,3 +553,6 @@ fn finish_dir(fd: &OwnedFd, m: &Meta, fix: DirFix, what: &str) -> Result<()> {
     }
     Ok(rustix::fs::futimens(fd, &times(m.mtime)).ctx(|| format!("setting times of {what}"))?)
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,7 @@
 //! - a version label with newlines (`title-inject`): no line added to the entry;
 //! - an old deployment's files (setuid binaries an update replaced) out of reach of
 //!   unprivileged users.
+//!
 //! The images name fixed host paths; each test puts canary files there and checks them after.
 
 mod common;

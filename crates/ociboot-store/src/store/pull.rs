@@ -19,6 +19,7 @@ use super::{ImageRecord, LayerMeta, RefRecord, Store};
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::import::{import_layer, ProgressReader};
+use crate::limits::Limits;
 use crate::objects::{ImportStats, ObjectId, Staging};
 use crate::record;
 use crate::tree::Tree;
@@ -113,7 +114,12 @@ impl Store {
         if !already {
             if let Err(e) = self.write_image(&fetched, &layers) {
                 self.roll_back(&added);
-                return Err(e);
+                // A merge error names the layer and the path; say which image it is.
+                return Err(match e {
+                    Error::Layer(m) => Error::Layer(format!("{name}: {m}")),
+                    Error::Limit(m) => Error::Limit(format!("{name}: {m}")),
+                    o => o,
+                });
             }
         }
         tracing::debug!("image record written in {:?}", t.elapsed());
@@ -242,27 +248,34 @@ impl Store {
         Ok((fetched_n, cached_n, total))
     }
 
-    /// Merge the layers into a tree.
+    /// Merge the layers into a tree, within the store's [`Limits`].
     pub fn merge_layers(&self, layers: &[Sha256Digest]) -> Result<Tree> {
+        Ok(self.merge(layers)?.0)
+    }
+
+    /// Merge the layers into a tree; also returns their records' headers. Each record is read
+    /// once, and its operations are freed as they are applied.
+    fn merge(&self, layers: &[Sha256Digest]) -> Result<(Tree, Vec<LayerMeta>)> {
         let mut tree = Tree::new();
+        let mut size = tree.size(Limits::DEFAULT);
+        let mut metas = Vec::new();
         for d in layers {
-            let (_, ops) = self.read_layer(d)?;
-            tree.apply_layer(&ops).map_err(|e| match e {
-                Error::Layer(m) => Error::Layer(format!("layer {d}: {m}")),
-                o => o,
-            })?;
+            let (meta, ops) = self.read_layer(d)?;
+            metas.push(meta);
+            tree.apply_layer_sized(ops, &mut size)
+                .map_err(|e| match e {
+                    Error::Layer(m) => Error::Layer(format!("layer {d}: {m}")),
+                    Error::Limit(m) => Error::Limit(format!("layer {d}: {m}")),
+                    o => o,
+                })?;
         }
-        Ok(tree)
+        Ok((tree, metas))
     }
 
     fn write_image(&self, f: &FetchedImage, layers: &[LayerInfo]) -> Result<()> {
         let digests: Vec<Sha256Digest> = layers.iter().map(|l| l.digest).collect();
-        let tree = self.merge_layers(&digests)?;
+        let (tree, metas) = self.merge(&digests)?;
         let (files, unpacked_size) = tree.stats();
-        let mut metas = Vec::new();
-        for l in layers {
-            metas.push(self.read_layer(&l.digest)?.0);
-        }
         let rec = ImageRecord {
             manifest_digest: f.manifest_digest,
             config_digest: f.config_digest,
