@@ -326,6 +326,8 @@ EOF
     rm -f "$ROOT/etc/resolv.conf"                 # the host's, copied by mmdebstrap
     sed -i '/^force-unsafe-io$/d' "$ROOT/etc/dpkg/dpkg.cfg.d/99mmdebstrap" 2>/dev/null || true
     : >"$ROOT/etc/machine-id"                      # first boot generates one
+    # an image file outside /usr, /etc and /var: read-only at runtime like the rest
+    mkdir -p "$ROOT/opt/ociboot-test" && echo "shipped in the image" >"$ROOT/opt/ociboot-test/file"
     LESS_DEB=$(ls "$WORK"/debs/less_*.deb)
     dpkg-deb -f "$LESS_DEB" Version >"$WORK/less.version"
     log "bootc layout done in $(since "$T2"): kernel $KVER, vmlinuz $(stat -c %s "$MODDIR/vmlinuz") B, initramfs.img $(stat -c %s "$MODDIR/initramfs.img") B"

@@ -24,6 +24,7 @@ pub mod origin;
 pub mod rootsetup;
 pub mod status;
 pub mod sysroot;
+pub mod toplevel;
 
 pub use error::{Error, Result};
 pub use origin::{CachedUpdate, Origin};

@@ -4,13 +4,18 @@
 //! at the deployment's own (static) `usr/bin/ociboot` on that filesystem. As PID 1 it then:
 //!
 //! 1. finds `ociboot=<stateroot>/<id>` and the deployment directory `D`;
-//! 2. bind-mounts `D` on itself (so it can become `/`), `D/usr` read-only, the stateroot's
-//!    `var` on `D/var`, and the physical root (without its submounts) on `D/sysroot`;
+//! 2. bind-mounts `D` on itself (so it can become `/`) and `D/etc` on itself, the stateroot's
+//!    `var` on `D/var` (creating the state directories `/home`, `/root`, … point into; see
+//!    [`crate::toplevel`]), the physical root (without its submounts) on `D/sysroot`, and a
+//!    fresh tmpfs on `D/tmp`;
 //! 3. moves `/dev`, `/proc`, `/sys` and `/run` (mounted by the initramfs) under `D`;
-//! 4. makes `D` the root (`MS_MOVE` onto `/`, `chroot`) and executes the image's `/sbin/init`.
+//! 4. remounts `D` read-only: the image is read-only everywhere but its own writable `/etc`
+//!    and the mounts above (its files are hardlinks to store objects shared by every
+//!    deployment; a write through one would change them all);
+//! 5. makes `D` the root (`MS_MOVE` onto `/`, `chroot`) and executes the image's `/sbin/init`.
 //!
-//! `/etc` is the deployment's own writable `etc`; `/boot` is mounted by the system itself
-//! (the installer writes its line to the deployment's /etc/fstab).
+//! `/boot` is mounted by the system itself (the installer writes its line to the
+//! deployment's /etc/fstab).
 
 use std::path::{Path, PathBuf};
 
@@ -57,7 +62,7 @@ fn bind(src: &Path, dst: &Path) -> Result<()> {
         .ctx(|| format!("bind-mounting {} on {}", src.display(), dst.display()))?)
 }
 
-/// Steps 1–3 above, with the physical root at `physical` (`/` at boot). Nothing is undone on
+/// Steps 1–4 above, with the physical root at `physical` (`/` at boot). Nothing is undone on
 /// error: at boot the caller stops the machine; elsewhere the mounts die with the namespace.
 pub fn prepare_root(physical: &Path, cmdline: &str) -> Result<Prepared> {
     let (key, d) = deployment_dir(physical, cmdline)?;
@@ -68,20 +73,29 @@ pub fn prepare_root(physical: &Path, cmdline: &str) -> Result<Prepared> {
         mount::mount_change(physical, MountPropagationFlags::PRIVATE)
             .ctx(|| format!("making {} private", physical.display()))?;
     }
-    bind(&d, &d)?;
-    let usr = d.join("usr");
-    bind(&usr, &usr)?;
-    mount::mount_remount(&usr, MountFlags::BIND | MountFlags::RDONLY, "")
-        .ctx(|| format!("remounting {} read-only", usr.display()))?;
     for sub in ["var", "sysroot"] {
         let p = d.join(sub);
         if !p.is_dir() {
             return Err(Error::State(format!("{} is missing", p.display())));
         }
     }
+    bind(&d, &d)?;
+    let etc = d.join("etc");
+    bind(&etc, &etc)?;
     std::fs::create_dir_all(&var).at("creating", &var)?;
+    crate::toplevel::ensure_state_dirs(&var)?;
     bind(&var, &d.join("var"))?;
     bind(physical, &d.join("sysroot"))?;
+    let tmp = d.join("tmp");
+    std::fs::create_dir_all(&tmp).at("creating", &tmp)?;
+    mount::mount(
+        "tmpfs",
+        &tmp,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        c"mode=1777",
+    )
+    .ctx(|| format!("mounting a tmpfs on {}", tmp.display()))?;
     for api in API_MOUNTS {
         let src = physical.join(api);
         if !crate::sysroot::is_mount_point(&src) {
@@ -92,10 +106,13 @@ pub fn prepare_root(physical: &Path, cmdline: &str) -> Result<Prepared> {
         mount::mount_move(&src, &dst)
             .ctx(|| format!("moving {} to {}", src.display(), dst.display()))?;
     }
+    // Last: the submounts above keep their own (writable) flags.
+    mount::mount_remount(&d, MountFlags::BIND | MountFlags::RDONLY, "")
+        .ctx(|| format!("remounting {} read-only", d.display()))?;
     Ok(Prepared { key, root: d })
 }
 
-/// Step 4: make the prepared deployment `/` of this process (and, as PID 1, of the system).
+/// Step 5: make the prepared deployment `/` of this process (and, as PID 1, of the system).
 pub fn switch_root(p: &Prepared) -> Result<()> {
     rustix::process::chdir(&p.root).at("chdir", &p.root)?;
     mount::mount_move(".", "/").ctx(|| format!("moving {} onto /", p.root.display()))?;

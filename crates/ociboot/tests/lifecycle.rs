@@ -197,6 +197,18 @@ fn install_and_first_boot() {
         read(&m.root().join("ociboot/deploy/default/var/lib/app/data")),
         "seed v1\n"
     );
+    // Users' state lives in /var: the image's /root became the stateroot's var/roothome.
+    for (top, var) in [("root", "roothome"), ("home", "home"), ("srv", "srv")] {
+        let link = std::fs::read_link(v1root.join(top)).unwrap();
+        assert_eq!(link, Path::new("var").join(var), "/{top}");
+    }
+    let var = m.root().join("ociboot/deploy/default/var");
+    assert_eq!(read(&var.join("roothome/.profile")), "image profile v1\n");
+    let mode = std::fs::metadata(var.join("roothome")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o700
+    );
 }
 
 #[test]
@@ -216,11 +228,19 @@ fn local_changes_show_in_diff() {
 fn switch_stages_without_touching_the_entries() {
     let m = booted_v1("life-switch");
     edit_locally(&m);
-    let out = switch(&m, "v2");
+    let (ok, out, err) = m.h.run(&["switch", "--transport", "oci", &oci("v2")]);
+    assert!(ok, "{out}{err}");
     assert!(
         out.contains("Queued for next boot") && out.contains(&digest("v2")),
         "{out}"
     );
+    // The image's new /root content is not applied to an existing /var, and it says so.
+    assert!(
+        err.contains("the image's /root holds 1 entries (.profile)"),
+        "{err}"
+    );
+    let var = m.root().join("ociboot/deploy/default/var");
+    assert_eq!(read(&var.join("roothome/.profile")), "image profile v1\n");
     let s = m.status();
     assert_boot_entry(&s["status"]["staged"], "v2", "2.0");
     assert_boot_entry(&s["status"]["booted"], "v1", "1.0");

@@ -54,8 +54,11 @@ fn in_namespace(m: &Machine, cmdline: &str, script: &str) -> (bool, String) {
 }
 
 #[test]
-fn deployment_becomes_a_root_with_read_only_usr() {
+fn deployment_becomes_a_read_only_root_with_writable_etc_and_var() {
     let (m, options) = setup();
+    let d = m.deployment_dir(&options);
+    let image_file = d.join("usr/bin/ociboot");
+    let before = std::fs::read(&image_file).unwrap();
     let cmdline = format!("BOOT_IMAGE=/vmlinuz root=UUID=x rw {options} quiet");
     let (ok, out) = in_namespace(
         &m,
@@ -63,15 +66,40 @@ fn deployment_becomes_a_root_with_read_only_usr() {
         r#"
 set -e
 if touch "$D/usr/x" 2>/dev/null; then echo "usr writable"; exit 1; fi
+if touch "$D/new-top-level" 2>/dev/null; then echo "/ writable"; exit 1; fi
+if sh -c 'echo x >> "$D/usr/bin/ociboot"' 2>/dev/null; then echo "an image file is writable"; exit 1; fi
 echo local > "$D/etc/written-at-boot"
 echo data > "$D/var/written-at-boot"
+echo note > "$D/var/roothome/written-at-boot"
+echo scratch > "$D/tmp/scratch"
 test -d "$D/sysroot/ociboot/deploy"
-grep -q " $D/usr ro[, ]" /proc/self/mountinfo || { echo "usr not ro in mountinfo"; exit 1; }
+test "$(readlink "$D/root")" = var/roothome || { echo "/root is $(readlink "$D/root")"; exit 1; }
+test "$(stat -c %a "$D/var/roothome")" = 700 || { echo "/var/roothome not 0700"; exit 1; }
+test "$(stat -f -c %T "$D/tmp")" = tmpfs || { echo "/tmp is not a tmpfs"; exit 1; }
+test "$(stat -c %a "$D/tmp")" = 1777 || { echo "/tmp not 1777"; exit 1; }
+grep -q " $D ro[, ]" /proc/self/mountinfo || { echo "/ not ro in mountinfo"; exit 1; }
 echo ALL-OK
 "#,
     );
     assert!(ok && out.contains("ALL-OK"), "{out}");
-    let d = m.deployment_dir(&options);
+    assert_eq!(
+        std::fs::read(&image_file).unwrap(),
+        before,
+        "image file untouched"
+    );
+    assert!(
+        !d.join("tmp/scratch").exists(),
+        "/tmp is a tmpfs, gone with it"
+    );
+    assert_eq!(
+        std::fs::read_to_string(
+            m.root()
+                .join("ociboot/deploy/default/var/roothome/written-at-boot")
+        )
+        .unwrap(),
+        "note\n",
+        "/root lives in the stateroot's /var"
+    );
     // Through the mounts, writes landed where a booted system keeps them.
     assert_eq!(
         std::fs::read_to_string(d.join("etc/written-at-boot")).unwrap(),

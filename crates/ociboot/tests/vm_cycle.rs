@@ -99,10 +99,14 @@ fn vm_install_boot_switch_rollback_power_cut() {
     let disk = dir.path().join("disk.raw");
     let t = Instant::now();
     let h = Host::new("vm-install");
+    let keys = dir.path().join("authorized_keys");
+    std::fs::write(&keys, "ssh-ed25519 AAAAC3NzaVMCYCLE vm@cycle\n").unwrap();
     let out = h.ok(&[
         "install",
         "to-disk",
         "--via-loopback",
+        "--root-ssh-authorized-keys",
+        keys.to_str().unwrap(),
         "--source-imgref",
         &format!("oci:{}:v1", layout.display()),
         disk.to_str().unwrap(),
@@ -148,7 +152,14 @@ echo "CMDLINE $(cat /proc/cmdline)"
 echo "edited in the VM" > /etc/motd
 mkdir -p /var/lib/vmtest && echo "written in boot 1" > /var/lib/vmtest/data
 if touch /usr/x 2>/tmp/err; then echo "USR writable"; else echo "USR-RO $(cat /tmp/err)"; fi
-echo "BOOTMNT $(findmnt -n -o FSTYPE /boot) SYSROOT $(findmnt -n -o FSTYPE /sysroot) USR $(findmnt -n -o OPTIONS /usr | cut -d, -f1)"
+if sh -c 'echo changed >> /opt/ociboot-test/file' 2>/tmp/err; then echo "OPT writable"; else echo "OPT-RO $(cat /tmp/err)"; fi
+if mkdir /new-top-level 2>/tmp/err; then echo "ROOT writable"; else echo "ROOT-RO $(cat /tmp/err)"; fi
+echo "TMP $(findmnt -n -o FSTYPE /tmp) $(stat -c %a /tmp)"
+echo "STATEDIRS $(readlink /root) $(readlink /home) $(readlink /srv) $(readlink /mnt) $(stat -c %a /var/roothome)"
+echo "written by root" > /root/note && echo "ROOTNOTE $(readlink -f /root/note)"
+test -f /root/.bashrc && echo "ROOT-BASHRC seeded from the image"
+echo "SSHKEYS $(cat /root/.ssh/authorized_keys) $(stat -c %a /root/.ssh)"
+echo "BOOTMNT $(findmnt -n -o FSTYPE /boot) SYSROOT $(findmnt -n -o FSTYPE /sysroot) ROOT $(findmnt -n -o OPTIONS / | cut -d, -f1) ETC $(findmnt -n -o OPTIONS /etc | cut -d, -f1)"
 mount -o ro /dev/disk/by-id/virtio-ocioci /mnt
 ociboot switch --transport oci /mnt/v2:v2
 echo "SWITCH-RC $?"
@@ -166,7 +177,24 @@ umount /mnt
         b.line("USR-RO").contains("Read-only file system"),
         "/usr must be read-only"
     );
-    assert_eq!(b.line("BOOTMNT"), "vfat SYSROOT ext4 USR ro");
+    assert_eq!(b.line("BOOTMNT"), "vfat SYSROOT ext4 ROOT ro ETC rw");
+    // The whole image is read-only, not only /usr: its files are the store's objects.
+    assert!(
+        b.line("OPT-RO").contains("Read-only file system"),
+        "an image file in /opt must not be writable"
+    );
+    assert!(b.line("ROOT-RO").contains("Read-only file system"));
+    assert_eq!(b.line("TMP"), "tmpfs 1777");
+    assert_eq!(
+        b.line("STATEDIRS"),
+        "var/roothome var/home var/srv var/mnt 700"
+    );
+    assert_eq!(b.line("ROOTNOTE"), "/var/roothome/note");
+    assert_eq!(b.line("ROOT-BASHRC"), "seeded from the image");
+    assert_eq!(
+        b.line("SSHKEYS"),
+        "ssh-ed25519 AAAAC3NzaVMCYCLE vm@cycle 700"
+    );
     assert_eq!(b.line("SWITCH-RC"), "0");
     let st = b.status(1);
     assert_eq!(b.version(&st, "staged"), "2", "v2 staged");
@@ -183,6 +211,7 @@ echo "CMDLINE $(cat /proc/cmdline)"
 {STATUS}
 echo "MOTD $(cat /etc/motd)"
 echo "VARDATA $(cat /var/lib/vmtest/data)"
+echo "ROOTNOTE $(cat /root/note)"
 command -v less >/dev/null && echo "LESS yes"
 NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups --"
 echo "NOBODY $($NOBODY sh -c 'cat /etc/os-release >/dev/null && ls /usr/bin >/dev/null && less --version >/dev/null && echo uses-the-system' 2>&1)"
@@ -202,6 +231,7 @@ echo "ROLLBACK-RC $?"
     assert!(st["status"]["staged"].is_null());
     assert_eq!(b.line("MOTD"), "edited in the VM", "/etc edit carried over");
     assert_eq!(b.line("VARDATA"), "written in boot 1", "/var kept");
+    assert_eq!(b.line("ROOTNOTE"), "written by root", "/root kept");
     assert_eq!(b.line("LESS"), "yes");
     // A normal user uses the booted system; no deployment is reachable through /sysroot.
     assert_eq!(b.line("NOBODY"), "uses-the-system");

@@ -106,6 +106,10 @@ impl Sysroot {
         // (the booted one is reached through its mount at /, not through this directory).
         ociboot_fs::ensure_private_dir(&dir)?;
         let var = etc_to_usr_etc(&mut tree)?;
+        let relocated = crate::toplevel::relocate(&mut tree)?;
+        for note in &relocated.scratch_notes {
+            tracing::warn!("{note}");
+        }
         let partial = dir.join(format!("{id}.partial"));
         ociboot_fs::remove_any(&partial)?;
         ociboot_store::unpack_with(store, &tree, &partial, UnpackMode::Hardlink)?;
@@ -118,11 +122,15 @@ impl Sysroot {
                     .ctx(|| format!("creating {}/etc", partial.display()))?;
             }
         }
-        for sub in ["var", "sysroot"] {
+        for sub in ["var", "sysroot", "tmp"] {
             std::fs::create_dir_all(partial.join(sub))
                 .ctx(|| format!("creating {}/{sub}", partial.display()))?;
         }
-        self.seed_var(store, stateroot, var)?;
+        if !self.seed_var(store, stateroot, var, relocated.content)? {
+            for note in &relocated.state_notes {
+                tracing::warn!("{note}");
+            }
+        }
         ociboot_fs::syncfs(&dir)?;
         let root = dir.join(&id);
         std::fs::rename(&partial, &root)
@@ -138,27 +146,33 @@ impl Sysroot {
         })
     }
 
-    /// The stateroot's /var, seeded from the image's only when the stateroot has none yet.
+    /// The stateroot's /var, seeded from the image's only when the stateroot has none yet,
+    /// with what the image had in its state directories (`/root`, `/home`, …; see
+    /// [`crate::toplevel`]). Whether it was seeded; either way the state directories exist.
     fn seed_var(
         &self,
         store: &Store,
         stateroot: &str,
         var: Option<ociboot_store::Node>,
-    ) -> Result<()> {
+        relocated: Vec<(&'static str, ociboot_store::Node)>,
+    ) -> Result<bool> {
         let var_dir = self.var_dir(stateroot);
         let empty = std::fs::read_dir(&var_dir)
             .map(|mut r| r.next().is_none())
             .unwrap_or(true);
+        let mut seeded = false;
         if empty {
-            let var_tree = Tree {
-                root: var.unwrap_or_else(ociboot_store::Node::implicit_dir),
-            };
-            if var_tree.root.is_dir() {
+            let mut root = var.unwrap_or_else(ociboot_store::Node::implicit_dir);
+            if root.is_dir() {
+                crate::toplevel::seed_into(&mut root, relocated);
                 ociboot_fs::remove_any(&var_dir)?;
-                ociboot_store::unpack(store, &var_tree, &var_dir)?;
+                ociboot_store::unpack(store, &Tree { root }, &var_dir)?;
+                seeded = true;
             }
         }
-        Ok(())
+        ociboot_fs::ensure_dir(&var_dir)?;
+        crate::toplevel::ensure_state_dirs(&var_dir)?;
+        Ok(seeded)
     }
 }
 
