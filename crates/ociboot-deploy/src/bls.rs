@@ -324,8 +324,14 @@ pub fn find_kernel(root: &Path) -> Result<(String, PathBuf, Option<PathBuf>)> {
             })?
             .to_string();
         r.open_in_root(&vmlinuz)?;
+        if let Some((first, _)) = &found {
+            // Which one boots would be a guess; `container lint` refuses this too.
+            return Err(Error::Invalid(format!(
+                "{}: the image has several kernels ({first}, {kver}): one is needed",
+                root.join(modules).display()
+            )));
+        }
         found = Some((kver, vmlinuz));
-        break;
     }
     let (kver, vmlinuz) = found.ok_or_else(|| {
         Error::Invalid(format!(
@@ -542,5 +548,23 @@ mod tests {
             "{t}"
         );
         assert_eq!(t.matches("default ").count(), 1, "{t}");
+    }
+
+    #[test]
+    fn an_image_with_several_kernels_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("usr/lib/modules");
+        for k in ["6.1.0-1", "6.2.0-1"] {
+            std::fs::create_dir_all(m.join(k)).unwrap();
+            std::fs::write(m.join(k).join("vmlinuz"), "k").unwrap();
+        }
+        let e = find_kernel(d.path()).unwrap_err().to_string();
+        assert!(e.contains("several kernels (6.1.0-1, 6.2.0-1)"), "{e}");
+        std::fs::remove_file(m.join("6.2.0-1/vmlinuz")).unwrap();
+        assert_eq!(
+            find_kernel(d.path()).unwrap().0,
+            "6.1.0-1",
+            "modules only: no kernel"
+        );
     }
 }
