@@ -1,5 +1,6 @@
-//! One mutating command at a time: an exclusive `flock` on `ociboot/lock`. Readers take it
-//! shared. A waiting command says who holds the lock: the holder writes `pid N (VERB)` into
+//! One writer at a time: an exclusive `flock` on a lock file (`ociboot/lock` for the store,
+//! `ociboot/deploy.lock` for deployments and boot entries). Readers that need a still store
+//! take the store's shared. A waiting command says who holds the lock: the holder writes `pid N (VERB)` into
 //! the file, its process id and what it does ([`set_verb`]; the program's name until told),
 //! never its arguments (a reference or path can say more than the reader should know).
 //!
@@ -62,8 +63,9 @@ fn restrict(f: &File, path: &Path) -> Result<()> {
 }
 
 /// Take the lock at `path`, exclusive or shared. If someone else holds it, `waiting` is called
-/// once with a description of the holder, then this blocks until the lock is free.
-pub fn acquire(path: &Path, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<Lock> {
+/// once with what it waits for (`the NAME lock, held by pid N (VERB)`), then this blocks until
+/// the lock is free.
+pub fn acquire(path: &Path, name: &str, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<Lock> {
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -89,11 +91,12 @@ pub fn acquire(path: &Path, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<L
         let mut holder = String::new();
         let _ = (&mut f).take(256).read_to_string(&mut holder);
         let holder = holder.trim();
-        waiting(if holder.is_empty() {
+        let holder = if holder.is_empty() {
             "another ociboot process"
         } else {
             holder
-        });
+        };
+        waiting(&format!("the {name} lock, held by {holder}"));
         rustix::fs::flock(&f, op).at("locking", path)?;
     }
     if exclusive {
@@ -118,7 +121,7 @@ mod tests {
     fn the_lock_is_private_and_names_no_arguments() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("lock");
-        let l = acquire(&p, true, &|_| panic!("nobody holds it")).unwrap();
+        let l = acquire(&p, "test", true, &|_| panic!("nobody holds it")).unwrap();
         assert_eq!(mode(&p), 0o600);
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text, holder());
@@ -131,9 +134,9 @@ mod tests {
         // A lock file left readable by anyone (and holding a command line) is made private.
         std::fs::write(&p, "pid 1 (ociboot --sysroot / switch registry/secret:tag)").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        drop(acquire(&p, false, &|_| panic!("nobody holds it")).unwrap());
+        drop(acquire(&p, "test", false, &|_| panic!("nobody holds it")).unwrap());
         assert_eq!(mode(&p), 0o600);
-        drop(acquire(&p, true, &|_| panic!("nobody holds it")).unwrap());
+        drop(acquire(&p, "test", true, &|_| panic!("nobody holds it")).unwrap());
         assert!(!std::fs::read_to_string(&p).unwrap().contains("secret"));
     }
 
