@@ -322,6 +322,12 @@ impl Staging {
         Ok(id)
     }
 
+    /// Drop a large file that will not be finished: its temporary file is removed.
+    pub fn discard_large(&self, o: LargeObject) {
+        drop(o.file);
+        let _ = rustix::fs::unlinkat(&self.tmp_fd, o.name.as_str(), AtFlags::empty());
+    }
+
     fn finish_meta(&self, f: &File, meta: &Meta, what: &str) -> Result<()> {
         apply_meta_created(f, meta, self.umask, self.euid, self.egid).map_err(|e| e.annotate(what))
     }

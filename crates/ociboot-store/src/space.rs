@@ -148,7 +148,7 @@ pub fn check_before(dir: &Path, margin: Margin, need: u64, what: &str) -> Result
     if free < keep.saturating_add(need) {
         return Err(Error::Limit(format!(
             "{what}: not enough disk space: its layers need at least {need} bytes (their \
-             compressed size), {free} bytes are free on the filesystem of {}, {keep} of which \
+             compressed size), {free} bytes free on the filesystem of {}, {keep} of which \
              must stay free (OCIBOOT_MIN_FREE_SPACE)",
             dir.display()
         )));
