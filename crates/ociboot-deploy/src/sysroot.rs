@@ -240,6 +240,15 @@ impl Sysroot {
         })
     }
 
+    /// Take the store's write lock only if nobody holds it (`None` if someone does).
+    pub fn try_lock_store(&self) -> Result<Option<SysrootLock>> {
+        Ok(Store::try_open_write(&self.root)?.map(|store| SysrootLock {
+            root: self.root.clone(),
+            store: Some(store),
+            deployments: OnceLock::new(),
+        }))
+    }
+
     /// Take the deployments lock only: for what changes entries and origins but never the
     /// store (`rollback`, `pin`, `unlock`, `finalize-staged` before its GC).
     pub fn lock_deployments(&self, waiting: &dyn Fn(&str)) -> Result<SysrootLock> {
@@ -273,7 +282,9 @@ impl Sysroot {
     fn store_locked<'a>(&self, lock: &'a SysrootLock) -> Result<&'a Store> {
         self.check_root(lock)?;
         lock.store.as_ref().ok_or_else(|| {
-            Error::State("this needs the store's lock, and only the deployments lock is held".into())
+            Error::State(
+                "this needs the store's lock, and only the deployments lock is held".into(),
+            )
         })
     }
 

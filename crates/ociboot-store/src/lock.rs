@@ -66,6 +66,24 @@ fn restrict(f: &File, path: &Path) -> Result<()> {
 /// once with what it waits for (`the NAME lock, held by pid N (VERB)`), then this blocks until
 /// the lock is free.
 pub fn acquire(path: &Path, name: &str, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<Lock> {
+    match take(path, name, exclusive, Some(waiting))? {
+        Some(l) => Ok(l),
+        None => unreachable!("a blocking flock returns with the lock or an error"),
+    }
+}
+
+/// Take the lock at `path` exclusively if nobody holds it; `None` if someone does.
+pub fn try_acquire(path: &Path, name: &str) -> Result<Option<Lock>> {
+    take(path, name, true, None)
+}
+
+/// Take the lock; without `waiting`, give up (`None`) rather than wait.
+fn take(
+    path: &Path,
+    name: &str,
+    exclusive: bool,
+    waiting: Option<&dyn Fn(&str)>,
+) -> Result<Option<Lock>> {
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -88,6 +106,9 @@ pub fn acquire(path: &Path, name: &str, exclusive: bool, waiting: &dyn Fn(&str))
         )
     };
     if rustix::fs::flock(&f, try_op).is_err() {
+        let Some(waiting) = waiting else {
+            return Ok(None);
+        };
         let mut holder = String::new();
         let _ = (&mut f).take(256).read_to_string(&mut holder);
         let holder = holder.trim();
@@ -104,7 +125,7 @@ pub fn acquire(path: &Path, name: &str, exclusive: bool, waiting: &dyn Fn(&str))
         let _ = f.rewind();
         let _ = write!(f, "{}", holder());
     }
-    Ok(Lock { _file: f })
+    Ok(Some(Lock { _file: f }))
 }
 
 #[cfg(test)]

@@ -181,7 +181,10 @@ mod tests {
         // A margin larger than any filesystem: the first check refuses.
         let g = SpaceGuard::new(dir.path(), Margin::Percent(100), "img: layer sha256:ab").unwrap();
         let e = g.charge(CHECK_EVERY).unwrap_err().to_string();
-        assert!(e.contains("img: layer sha256:ab") && e.contains("disk space"), "{e}");
+        assert!(
+            e.contains("img: layer sha256:ab") && e.contains("disk space"),
+            "{e}"
+        );
         let g = SpaceGuard::new(dir.path(), Margin::Bytes(0), "img").unwrap();
         g.charge(1).unwrap();
         let e = check_before(dir.path(), Margin::Bytes(0), u64::MAX / 2, "img").unwrap_err();

@@ -112,6 +112,22 @@ impl Store {
         let base = sysroot.join("ociboot");
         ensure_dir(&base)?;
         let l = lock::acquire(&base.join("lock"), "store", true, waiting)?;
+        Self::open_locked(sysroot, l)
+    }
+
+    /// Open for writing if nobody holds the lock; `None` if someone does (for work that can
+    /// be left to the next writer, like the collection after `finalize-staged`).
+    pub fn try_open_write(sysroot: &Path) -> Result<Option<Store>> {
+        let base = sysroot.join("ociboot");
+        ensure_dir(&base)?;
+        match lock::try_acquire(&base.join("lock"), "store")? {
+            Some(l) => Ok(Some(Self::open_locked(sysroot, l)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The rest of opening for writing, under the exclusive lock `l`.
+    fn open_locked(sysroot: &Path, l: Lock) -> Result<Store> {
         let root = Self::path_in(sysroot);
         // Objects are the very inodes of deployments (setuid ones too): only root may reach
         // them through the store. An older, world-readable store is closed here.

@@ -239,10 +239,20 @@ fn rollback(g: &Global, sysroot: &Sysroot, rep: &Reporter, apply: bool) -> Resul
 }
 
 fn finalize_staged(g: &Global, sysroot: &Sysroot, rep: &Reporter) -> Result<()> {
-    let lock = lock(sysroot, rep)?;
-    match sysroot.finalize_staged(&lock)? {
+    // At shutdown: never wait for a pull. Entries under the deployments lock; the collection
+    // afterwards only if the store is free (the next writer collects otherwise).
+    let lock = sysroot.lock_deployments(&|h| rep.waiting_for_lock(h))?;
+    let finalized = sysroot.finalize_staged(&lock)?;
+    drop(lock);
+    match finalized {
         Some(d) => {
-            sysroot.gc(&lock, &[], false)?;
+            match sysroot.try_lock_store()? {
+                Some(lock) => {
+                    lock.lock_deployments(&|h| rep.waiting_for_lock(h))?;
+                    sysroot.gc(&lock, &[], false)?;
+                }
+                None => say(g, "The store is busy: old deployments are collected later"),
+            }
             say(
                 g,
                 format_args!(

@@ -9,7 +9,6 @@ mod install;
 mod output;
 mod progress;
 
-
 fn main() {
     // Started by the kernel as init=…/usr/bin/ociboot: set up the root, then run the real init.
     if rustix::process::getpid().is_init() {

@@ -1,6 +1,6 @@
 //! Pulls that would hold or take what is not theirs. A registry that drip-feeds a layer is cut
 //! off by the minimum rate, naming the registry and the blob, and while it drips `status`,
-//! `image list` and `rollback` answer at once (only another writer of the store waits, and it
+//! `image list`, `finalize-staged` and `rollback` answer at once (only another writer of the store waits, and it
 //! says for whom). Layers bigger than the disk are refused before the download (the manifest's
 //! sizes) or while unpacking (a decompression bomb), before the filesystem drops under the
 //! margin, leaving nothing in the store.
@@ -34,9 +34,10 @@ fn layers_of(tag: &str) -> BTreeSet<String> {
         .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
         .unwrap();
     let digest = m["digest"].as_str().unwrap();
-    let man: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(&digest[7..])).unwrap())
-            .unwrap();
+    let man: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("blobs/sha256").join(&digest[7..])).unwrap(),
+    )
+    .unwrap();
     man["layers"]
         .as_array()
         .unwrap()
@@ -93,7 +94,10 @@ fn drip_registry(pause: Duration) -> Canned {
         },
         move |req, _| {
             let path = path_of(req);
-            layers.iter().any(|l| path.ends_with(l.as_str())).then_some(pause)
+            layers
+                .iter()
+                .any(|l| path.ends_with(l.as_str()))
+                .then_some(pause)
         },
     )
 }
@@ -101,7 +105,11 @@ fn drip_registry(pause: Duration) -> Canned {
 /// Run `cmd`; it must finish within `secs` seconds (it is killed otherwise).
 fn run_within(cmd: &mut Command, secs: u64) -> Output {
     let t = Instant::now();
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     while child.try_wait().unwrap().is_none() {
         if t.elapsed() > Duration::from_secs(secs) {
             let _ = child.kill();
@@ -142,8 +150,10 @@ fn a_drip_fed_layer_is_cut_off_and_nothing_but_a_writer_waits_for_it() {
     let reg = drip_registry(Duration::from_millis(200));
     let mut m = booted_v2_with_rollback("drip");
     m.h.insecure(&reg.host);
-    m.h.env.push(("OCIBOOT_REGISTRY_MIN_RATE".into(), "1000".into()));
-    m.h.env.push(("OCIBOOT_REGISTRY_RATE_WINDOW".into(), "8".into()));
+    m.h.env
+        .push(("OCIBOOT_REGISTRY_MIN_RATE".into(), "1000".into()));
+    m.h.env
+        .push(("OCIBOOT_REGISTRY_RATE_WINDOW".into(), "8".into()));
     let refs_before = m.h.store_files("refs");
     let default_before = m.default_entry();
 
@@ -155,42 +165,62 @@ fn a_drip_fed_layer_is_cut_off_and_nothing_but_a_writer_waits_for_it() {
         .clone();
     let target = format!("{}/os/slow:v3", reg.host);
     let t0 = Instant::now();
-    let switch = m
-        .h
-        .cmd()
-        .args(["switch", &target])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let switch =
+        m.h.cmd()
+            .args(["switch", &target])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     // Until the new layer is being dripped.
     while !reg
         .requests()
         .iter()
         .any(|r| r.line.contains(&format!("/blobs/{new_layer}")))
     {
-        assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", reg.requests());
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            reg.requests()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
     // Readers and the deployments' writers do not wait for it.
     let st = run_within(m.h.cmd().args(["status", "--json"]), 5);
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let list = run_within(m.h.cmd().args(["image", "list"]), 5);
-    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let fin = run_within(m.h.cmd().arg("finalize-staged"), 5);
+    assert!(
+        fin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fin.stderr)
+    );
     let rb = run_within(m.h.cmd().arg("rollback"), 5);
-    assert!(rb.status.success(), "{}", String::from_utf8_lossy(&rb.stderr));
+    assert!(
+        rb.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rb.stderr)
+    );
     assert_ne!(m.default_entry(), default_before, "the rollback is queued");
 
     // Another writer of the store waits, and says for whom.
-    let mut pull = m
-        .h
-        .cmd()
-        .args(["image", "pull", &os_tag("v1")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut pull =
+        m.h.cmd()
+            .args(["image", "pull", &os_tag("v1")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     let mut lines = std::io::BufReader::new(pull.stderr.take().unwrap()).lines();
     let waiting = lines.next().unwrap().unwrap();
     assert!(
@@ -230,7 +260,10 @@ fn layout(dir: &Path, images: &[(&str, PathBuf, bool)]) -> String {
         let diff_id = format!("sha256:{:x}", sha2::Sha256::digest(&raw));
         let (layer, media) = if *gzip {
             let out = sh(Command::new("gzip").args(["-1", "-n", "-c"]).arg(tar));
-            (put(&out.stdout), "application/vnd.oci.image.layer.v1.tar+gzip")
+            (
+                put(&out.stdout),
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            )
         } else {
             (put(&raw), "application/vnd.oci.image.layer.v1.tar")
         };
@@ -299,7 +332,11 @@ fn layers_bigger_than_the_disk_are_refused_before_it_fills_and_leave_nothing() {
     let l = layout(
         &h.path("layout"),
         &[
-            ("small", one_file_tar(&work, "small", "/dev/urandom", 1), true),
+            (
+                "small",
+                one_file_tar(&work, "small", "/dev/urandom", 1),
+                true,
+            ),
             // 28 MiB that do not compress: the manifest says so before any download.
             ("big", one_file_tar(&work, "big", "/dev/urandom", 28), false),
             // 96 MiB of zeros in a ~100 KiB blob: only unpacking shows it.
@@ -331,14 +368,20 @@ fn layers_bigger_than_the_disk_are_refused_before_it_fills_and_leave_nothing() {
             err.contains("not enough disk space") && err.contains(want) && err.contains(&r),
             "{tag}: {err}"
         );
-        assert!(err.contains("bytes free") && err.contains("must stay free"), "{err}");
+        assert!(
+            err.contains("bytes free") && err.contains("must stay free"),
+            "{err}"
+        );
         if tag == "bomb" {
             assert!(err.contains("layer sha256:"), "{err}");
         }
         assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1);
         assert_eq!(snapshot(&h), before, "{tag}: the store changed");
         let free = free_bytes(&h.sysroot());
-        assert!(free + (1 << 20) >= free_before, "{tag}: {free} < {free_before}");
+        assert!(
+            free + (1 << 20) >= free_before,
+            "{tag}: {free} < {free_before}"
+        );
     }
     h.fsck();
 }

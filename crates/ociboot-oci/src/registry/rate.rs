@@ -29,7 +29,11 @@ impl MinRate {
     /// `OCIBOOT_REGISTRY_MIN_RATE` (bytes per second, 0 for none) and
     /// `OCIBOOT_REGISTRY_RATE_WINDOW` (seconds) over the defaults.
     pub fn from_env() -> Self {
-        let num = |k: &str| std::env::var(k).ok().and_then(|s| s.trim().parse::<u64>().ok());
+        let num = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+        };
         let d = MinRate::default();
         MinRate {
             bytes_per_sec: num("OCIBOOT_REGISTRY_MIN_RATE").unwrap_or(d.bytes_per_sec),
@@ -144,7 +148,10 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
         let m = e.to_string();
-        assert!(m.contains("reg/os:v1: blob sha256:ab") && m.contains("too slow"), "{m}");
+        assert!(
+            m.contains("reg/os:v1: blob sha256:ab") && m.contains("too slow"),
+            "{m}"
+        );
     }
 
     #[test]
