@@ -14,10 +14,13 @@
 //! <sysroot>/boot/…             BLS entries and kernels, see bls.rs
 //! ```
 //!
-//! Nothing here changes a sysroot without a [`SysrootLock`]: every mutating method takes one.
+//! Nothing here changes a sysroot without a [`SysrootLock`]: every mutating method takes one
+//! and checks it holds the lock it needs (the store's, the deployments', or both).
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
+use ociboot_store::lock::{self, Lock};
 use ociboot_store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -108,19 +111,52 @@ pub struct StagedInfo {
     pub locked: bool,
 }
 
-/// The sysroot's write lock: the store's exclusive lock, held while deployments, entries or
-/// the store change. Released when dropped. Every mutating method of [`Sysroot`] takes one,
-/// so nothing can change a sysroot without holding it.
+/// The sysroot's write locks, released when dropped. Two `flock`s, always taken in this order:
+/// the store's exclusive lock (`ociboot/lock`: objects, layers, images, refs) and the
+/// deployments lock (`ociboot/deploy.lock`: deployments, origins, boot entries, the staged
+/// state). A pull holds only the first while it downloads, so `rollback`, `pin` and the like
+/// (the second only) never wait on the network; what removes or checks out deployments (stage,
+/// GC, install) holds both. Every mutating method of [`Sysroot`] takes one of these and checks
+/// that it holds what it needs.
 pub struct SysrootLock {
     root: PathBuf,
-    store: Store,
+    store: Option<Store>,
+    deployments: OnceLock<Lock>,
 }
 
 impl SysrootLock {
-    /// The store, opened for writing under this lock.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The store, opened for writing under this lock, if this lock holds it.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
     }
+
+    /// Take the deployments lock too, if not held yet (after the store's: the order every
+    /// process keeps). `waiting` is called with who holds it, if someone does.
+    pub fn lock_deployments(&self, waiting: &dyn Fn(&str)) -> Result<()> {
+        if self.deployments.get().is_none() {
+            let l = deployments_lock(&self.root, waiting)?;
+            let _ = self.deployments.set(l);
+        }
+        Ok(())
+    }
+}
+
+/// `<root>/ociboot/deploy.lock`, exclusive.
+fn deployments_lock(root: &Path, waiting: &dyn Fn(&str)) -> Result<Lock> {
+    let base = root.join("ociboot");
+    if !root.is_dir() {
+        return Err(Error::State(format!(
+            "sysroot {} is not a directory",
+            root.display()
+        )));
+    }
+    ociboot_fs::ensure_dir(&base).map_err(ociboot_store::Error::from)?;
+    Ok(lock::acquire(
+        &base.join("deploy.lock"),
+        "deployments",
+        true,
+        waiting,
+    )?)
 }
 
 /// The physical root for a `--sysroot` argument: on a booted system (where `/` is a
@@ -186,17 +222,46 @@ impl Sysroot {
         }
     }
 
-    /// Take the write lock (the store's, opened for writing). If another process holds it,
-    /// `waiting` is called with who that is, then this waits.
+    /// Take both write locks, the store's (opened for writing) then the deployments'. If
+    /// another process holds one, `waiting` is called with which and who, then this waits.
     pub fn lock(&self, waiting: &dyn Fn(&str)) -> Result<SysrootLock> {
+        let l = self.lock_store(waiting)?;
+        l.lock_deployments(waiting)?;
+        Ok(l)
+    }
+
+    /// Take the store's write lock only; the deployments lock follows with
+    /// [`SysrootLock::lock_deployments`] once the network is done with (`upgrade`, `switch`).
+    pub fn lock_store(&self, waiting: &dyn Fn(&str)) -> Result<SysrootLock> {
         Ok(SysrootLock {
             root: self.root.clone(),
-            store: Store::open_write(&self.root, waiting)?,
+            store: Some(Store::open_write(&self.root, waiting)?),
+            deployments: OnceLock::new(),
         })
     }
 
-    /// The store of `lock`, which must be this sysroot's.
-    fn locked<'a>(&self, lock: &'a SysrootLock) -> Result<&'a Store> {
+    /// Take the store's write lock only if nobody holds it (`None` if someone does).
+    pub fn try_lock_store(&self) -> Result<Option<SysrootLock>> {
+        Ok(Store::try_open_write(&self.root)?.map(|store| SysrootLock {
+            root: self.root.clone(),
+            store: Some(store),
+            deployments: OnceLock::new(),
+        }))
+    }
+
+    /// Take the deployments lock only: for what changes entries and origins but never the
+    /// store (`rollback`, `pin`, `unlock`, `finalize-staged` before its GC).
+    pub fn lock_deployments(&self, waiting: &dyn Fn(&str)) -> Result<SysrootLock> {
+        let deployments = OnceLock::new();
+        let _ = deployments.set(deployments_lock(&self.root, waiting)?);
+        Ok(SysrootLock {
+            root: self.root.clone(),
+            store: None,
+            deployments,
+        })
+    }
+
+    fn check_root(&self, lock: &SysrootLock) -> Result<()> {
         if lock.root != self.root {
             return Err(Error::State(format!(
                 "the lock held is {}'s, not {}'s",
@@ -204,7 +269,34 @@ impl Sysroot {
                 self.root.display()
             )));
         }
-        Ok(&lock.store)
+        Ok(())
+    }
+
+    /// The store of `lock`, which must be this sysroot's and hold both locks.
+    fn locked<'a>(&self, lock: &'a SysrootLock) -> Result<&'a Store> {
+        self.deployments_locked(lock)?;
+        self.store_locked(lock)
+    }
+
+    /// The store of `lock`, which must be this sysroot's and hold the store's lock.
+    fn store_locked<'a>(&self, lock: &'a SysrootLock) -> Result<&'a Store> {
+        self.check_root(lock)?;
+        lock.store.as_ref().ok_or_else(|| {
+            Error::State(
+                "this needs the store's lock, and only the deployments lock is held".into(),
+            )
+        })
+    }
+
+    /// Check that `lock` is this sysroot's and holds the deployments lock.
+    fn deployments_locked(&self, lock: &SysrootLock) -> Result<()> {
+        self.check_root(lock)?;
+        if lock.deployments.get().is_none() {
+            return Err(Error::State(
+                "this needs the deployments lock, and only the store's is held".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn stateroot_dir(&self, s: &str) -> PathBuf {

@@ -4,6 +4,7 @@
 //! message (error bodies, realms) is passed through [`sanitize`] first.
 
 mod auth;
+mod rate;
 
 use std::io::Read;
 use std::sync::Arc;
@@ -20,8 +21,10 @@ use crate::manifest::{RawManifest, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE};
 use crate::reference::RegistryRef;
 use crate::source::ImageSource;
 use crate::text::sanitize;
+use rate::RateReader;
 
 pub use auth::{parse_challenge, Challenge};
+pub use rate::MinRate;
 
 /// Settings for talking to registries.
 #[derive(Debug, Clone)]
@@ -32,11 +35,14 @@ pub struct RegistryOptions {
     pub auth: AuthFiles,
     /// Bound on connecting and on each wait for data.
     pub timeout: Duration,
+    /// The slowest a response body may arrive (a drip-fed blob is cut off).
+    pub min_rate: MinRate,
 }
 
 impl RegistryOptions {
     /// The system's registries.conf and auth files; `OCIBOOT_REGISTRY_TIMEOUT` (seconds)
-    /// overrides the 30 s network timeout.
+    /// overrides the 30 s network timeout, `OCIBOOT_REGISTRY_MIN_RATE` (bytes per second)
+    /// and `OCIBOOT_REGISTRY_RATE_WINDOW` (seconds) the minimum rate ([`MinRate`]).
     pub fn from_env() -> Result<Self> {
         let timeout = std::env::var("OCIBOOT_REGISTRY_TIMEOUT")
             .ok()
@@ -47,6 +53,7 @@ impl RegistryOptions {
             registries_conf: RegistriesConf::load_default()?,
             auth: AuthFiles::default_files(),
             timeout,
+            min_rate: MinRate::from_env(),
         })
     }
 }
@@ -73,6 +80,7 @@ impl RegistryClient {
             agent: make_agent(self.opts.timeout, !insecure),
             verified_agent: None,
             timeout: self.opts.timeout,
+            min_rate: self.opts.min_rate,
             conf: self.opts.registries_conf.clone(),
             host: api_host(&r.domain),
             insecure,
@@ -143,6 +151,7 @@ pub struct RegistrySession {
     /// For token realms on other hosts of an insecure registry: made when first needed.
     verified_agent: Option<Agent>,
     timeout: Duration,
+    min_rate: MinRate,
     conf: RegistriesConf,
     host: String,
     insecure: bool,
@@ -269,6 +278,26 @@ impl RegistrySession {
     }
 }
 
+impl RegistrySession {
+    /// A manifest's body, at most [`MAX_MANIFEST_SIZE`] bytes, at the [`MinRate`] at least.
+    fn read_body(&self, url: &str, what: &str, resp: &mut Response) -> Result<Vec<u8>> {
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_MANIFEST_SIZE)
+            .reader();
+        let what = format!("{}: {what} from {}", self.name(), sanitize(url));
+        let mut out = Vec::new();
+        RateReader::new(body, self.min_rate, what.clone())
+            .read_to_end(&mut out)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut => Error::Transport(e.to_string()),
+                _ => Error::Transport(format!("{what}: {}", sanitize(&e.to_string()))),
+            })?;
+        Ok(out)
+    }
+}
+
 /// `{"errors":[{"code":"…","message":"…"}]}` → "CODE message; …", made printable and cut to
 /// [`crate::text::MAX_REMOTE_TEXT`] bytes by [`sanitize`].
 fn registry_error_text(body: &[u8]) -> Option<String> {
@@ -309,12 +338,7 @@ impl ImageSource for RegistrySession {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_MANIFEST_SIZE)
-            .read_to_vec()
-            .map_err(|e| self.net_err(&url, e))?;
+        let bytes = self.read_body(&url, "manifest", &mut resp)?;
         let digest = Sha256Digest::of(&bytes);
         if let Some(want) = self.r.digest {
             if want != digest {
@@ -345,20 +369,16 @@ impl ImageSource for RegistrySession {
         let path = format!("/v2/{}/manifests/{}", self.r.repository, desc.digest());
         let (url, mut resp) = self.get(&path, Some(MANIFEST_ACCEPT))?;
         self.check_status(&url, &format!("manifest {}", desc.digest()), &mut resp)?;
-        resp.body_mut()
-            .with_config()
-            .limit(MAX_MANIFEST_SIZE)
-            .read_to_vec()
-            .map_err(|e| self.net_err(&url, e))
+        self.read_body(&url, &format!("manifest {}", desc.digest()), &mut resp)
     }
 
     fn blob_stream(&mut self, digest: &Sha256Digest, _size: u64) -> Result<Box<dyn Read + Send>> {
         let path = format!("/v2/{}/blobs/{digest}", self.r.repository);
         let (url, mut resp) = self.get(&path, None)?;
         self.check_status(&url, &format!("blob {digest}"), &mut resp)?;
-        Ok(Box::new(
-            resp.into_body().into_with_config().limit(u64::MAX).reader(),
-        ))
+        let body = resp.into_body().into_with_config().limit(u64::MAX).reader();
+        let what = format!("{}: blob {digest} from {}", self.name(), sanitize(&url));
+        Ok(Box::new(RateReader::new(body, self.min_rate, what)))
     }
 }
 

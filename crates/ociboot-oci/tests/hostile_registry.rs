@@ -36,6 +36,7 @@ fn session(registry: &Server, dir: &tempfile::TempDir) -> RegistrySession {
             files: vec![auth_file(dir, &registry.host())],
         },
         timeout: Duration::from_secs(10),
+        min_rate: Default::default(),
     };
     let r = format!("{}/os/app:v1", registry.host()).parse().unwrap();
     RegistryClient::new(&opts).open(r).unwrap()

@@ -22,6 +22,7 @@ pub mod limits;
 pub mod lock;
 pub mod objects;
 pub mod record;
+pub mod space;
 pub mod store;
 pub mod tree;
 pub mod unpack;

@@ -1,5 +1,6 @@
-//! One mutating command at a time: an exclusive `flock` on `ociboot/lock`. Readers take it
-//! shared. A waiting command says who holds the lock: the holder writes `pid N (VERB)` into
+//! One writer at a time: an exclusive `flock` on a lock file (`ociboot/lock` for the store,
+//! `ociboot/deploy.lock` for deployments and boot entries). Readers that need a still store
+//! take the store's shared. A waiting command says who holds the lock: the holder writes `pid N (VERB)` into
 //! the file, its process id and what it does ([`set_verb`]; the program's name until told),
 //! never its arguments (a reference or path can say more than the reader should know).
 //!
@@ -62,8 +63,27 @@ fn restrict(f: &File, path: &Path) -> Result<()> {
 }
 
 /// Take the lock at `path`, exclusive or shared. If someone else holds it, `waiting` is called
-/// once with a description of the holder, then this blocks until the lock is free.
-pub fn acquire(path: &Path, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<Lock> {
+/// once with what it waits for (`the NAME lock, held by pid N (VERB)`), then this blocks until
+/// the lock is free.
+pub fn acquire(path: &Path, name: &str, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<Lock> {
+    match take(path, name, exclusive, Some(waiting))? {
+        Some(l) => Ok(l),
+        None => unreachable!("a blocking flock returns with the lock or an error"),
+    }
+}
+
+/// Take the lock at `path` exclusively if nobody holds it; `None` if someone does.
+pub fn try_acquire(path: &Path, name: &str) -> Result<Option<Lock>> {
+    take(path, name, true, None)
+}
+
+/// Take the lock; without `waiting`, give up (`None`) rather than wait.
+fn take(
+    path: &Path,
+    name: &str,
+    exclusive: bool,
+    waiting: Option<&dyn Fn(&str)>,
+) -> Result<Option<Lock>> {
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -86,14 +106,18 @@ pub fn acquire(path: &Path, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<L
         )
     };
     if rustix::fs::flock(&f, try_op).is_err() {
+        let Some(waiting) = waiting else {
+            return Ok(None);
+        };
         let mut holder = String::new();
         let _ = (&mut f).take(256).read_to_string(&mut holder);
         let holder = holder.trim();
-        waiting(if holder.is_empty() {
+        let holder = if holder.is_empty() {
             "another ociboot process"
         } else {
             holder
-        });
+        };
+        waiting(&format!("the {name} lock, held by {holder}"));
         rustix::fs::flock(&f, op).at("locking", path)?;
     }
     if exclusive {
@@ -101,7 +125,7 @@ pub fn acquire(path: &Path, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<L
         let _ = f.rewind();
         let _ = write!(f, "{}", holder());
     }
-    Ok(Lock { _file: f })
+    Ok(Some(Lock { _file: f }))
 }
 
 #[cfg(test)]
@@ -118,7 +142,7 @@ mod tests {
     fn the_lock_is_private_and_names_no_arguments() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("lock");
-        let l = acquire(&p, true, &|_| panic!("nobody holds it")).unwrap();
+        let l = acquire(&p, "test", true, &|_| panic!("nobody holds it")).unwrap();
         assert_eq!(mode(&p), 0o600);
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text, holder());
@@ -131,9 +155,9 @@ mod tests {
         // A lock file left readable by anyone (and holding a command line) is made private.
         std::fs::write(&p, "pid 1 (ociboot --sysroot / switch registry/secret:tag)").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        drop(acquire(&p, false, &|_| panic!("nobody holds it")).unwrap());
+        drop(acquire(&p, "test", false, &|_| panic!("nobody holds it")).unwrap());
         assert_eq!(mode(&p), 0o600);
-        drop(acquire(&p, true, &|_| panic!("nobody holds it")).unwrap());
+        drop(acquire(&p, "test", true, &|_| panic!("nobody holds it")).unwrap());
         assert!(!std::fs::read_to_string(&p).unwrap().contains("secret"));
     }
 

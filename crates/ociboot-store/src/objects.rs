@@ -14,11 +14,13 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
+use crate::space::SpaceGuard;
 use crate::tree::Meta;
 
 /// The name of a file object: SHA-256 over its content digest and metadata.
@@ -104,6 +106,7 @@ pub struct Staging {
     egid: u32,
     unsynced: u64,
     syncer: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+    space: Option<Arc<SpaceGuard>>,
     /// Counters of what this staging has stored so far.
     pub stats: ImportStats,
 }
@@ -118,11 +121,15 @@ pub struct LargeObject {
     file: File,
     hasher: Sha256,
     written: u64,
+    space: Option<Arc<SpaceGuard>>,
 }
 
 impl LargeObject {
     /// Append `data` to the object, hashing it; `what` names the file for errors.
     pub fn write(&mut self, data: &[u8], what: &str) -> Result<()> {
+        if let Some(g) = &self.space {
+            g.charge(data.len() as u64)?;
+        }
         self.hasher.update(data);
         self.file
             .write_all(data)
@@ -165,8 +172,14 @@ impl Staging {
             egid: rustix::process::getegid().as_raw(),
             unsynced: 0,
             syncer: Some((tx, handle)),
+            space: None,
             stats: ImportStats::default(),
         })
+    }
+
+    /// Check the free space with `guard` before every write.
+    pub fn watch_space(&mut self, guard: SpaceGuard) {
+        self.space = Some(Arc::new(guard));
     }
 
     fn exists(&self, id: &ObjectId) -> bool {
@@ -224,6 +237,9 @@ impl Staging {
         };
         // From here on the object is ours to remove if anything fails.
         self.new.insert(id);
+        if let Some(g) = &self.space {
+            g.charge(data.len() as u64)?;
+        }
         let mut f = File::from(fd);
         f.write_all(data)
             .ctx(|| format!("{what}: writing object {rel}"))?;
@@ -251,6 +267,7 @@ impl Staging {
             file: File::from(fd),
             hasher: Sha256::new(),
             written: 0,
+            space: self.space.clone(),
         })
     }
 
@@ -303,6 +320,12 @@ impl Staging {
         self.stats.new_bytes += size;
         self.written(size);
         Ok(id)
+    }
+
+    /// Drop a large file that will not be finished: its temporary file is removed.
+    pub fn discard_large(&self, o: LargeObject) {
+        drop(o.file);
+        let _ = rustix::fs::unlinkat(&self.tmp_fd, o.name.as_str(), AtFlags::empty());
     }
 
     fn finish_meta(&self, f: &File, meta: &Meta, what: &str) -> Result<()> {

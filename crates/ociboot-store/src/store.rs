@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! <sysroot>/ociboot/
-//!   lock                        flock: exclusive for writers, shared for readers
-//!   store/
+//!   lock                        flock: exclusive for writers, shared for fsck and unpack
+//!   store/                      0700: objects are deployments' inodes, setuid ones too
 //!     dirty                     present while objects may exist that no layer record lists
 //!     objects/ab/cdef…          file objects (content + owner/mode/xattrs), by ObjectId
 //!     layers/<blob hex>         layer records: the layer's operations, by compressed digest
@@ -37,10 +37,11 @@ pub use gc::PruneReport;
 pub use pull::{NoProgress, PullOutcome, PullProgress};
 pub use query::{ImageRecord, ImageSummary, LayerMeta, RefRecord};
 
-/// A store inside a sysroot. Opening it for writing holds the exclusive lock until dropped.
+/// A store inside a sysroot. Opening it for writing holds the exclusive lock until dropped;
+/// [`Store::open_read`] holds the shared lock, [`Store::open_unlocked`] none.
 pub struct Store {
     root: PathBuf,
-    _lock: Lock,
+    _lock: Option<Lock>,
     writable: bool,
 }
 
@@ -73,10 +74,29 @@ impl Store {
                 sysroot.display()
             )));
         }
-        let l = lock::acquire(&base.join("lock"), false, waiting)?;
+        let l = lock::acquire(&base.join("lock"), "store", false, waiting)?;
         Ok(Store {
             root: Self::path_in(sysroot),
-            _lock: l,
+            _lock: Some(l),
+            writable: false,
+        })
+    }
+
+    /// Open for reading without any lock, so that a writer (a pull waiting on a slow registry)
+    /// never makes the reader wait. What it reads is committed by atomic renames (references,
+    /// layer records, image directories), so it sees each complete or not at all; an image
+    /// removed meanwhile reads as not found. For listing and inspecting; `fsck`, which wants
+    /// a store that does not change under it, uses [`Store::open_read`].
+    pub fn open_unlocked(sysroot: &Path) -> Result<Store> {
+        if !sysroot.join("ociboot").exists() {
+            return Err(Error::NotFound(format!(
+                "no ociboot store in {} (nothing has been pulled yet)",
+                sysroot.display()
+            )));
+        }
+        Ok(Store {
+            root: Self::path_in(sysroot),
+            _lock: None,
             writable: false,
         })
     }
@@ -91,8 +111,27 @@ impl Store {
         }
         let base = sysroot.join("ociboot");
         ensure_dir(&base)?;
-        let l = lock::acquire(&base.join("lock"), true, waiting)?;
+        let l = lock::acquire(&base.join("lock"), "store", true, waiting)?;
+        Self::open_locked(sysroot, l)
+    }
+
+    /// Open for writing if nobody holds the lock; `None` if someone does (for work that can
+    /// be left to the next writer, like the collection after `finalize-staged`).
+    pub fn try_open_write(sysroot: &Path) -> Result<Option<Store>> {
+        let base = sysroot.join("ociboot");
+        ensure_dir(&base)?;
+        match lock::try_acquire(&base.join("lock"), "store")? {
+            Some(l) => Ok(Some(Self::open_locked(sysroot, l)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The rest of opening for writing, under the exclusive lock `l`.
+    fn open_locked(sysroot: &Path, l: Lock) -> Result<Store> {
         let root = Self::path_in(sysroot);
+        // Objects are the very inodes of deployments (setuid ones too): only root may reach
+        // them through the store. An older, world-readable store is closed here.
+        ociboot_fs::ensure_private_dir(&root)?;
         let fresh = !root.join("objects").exists();
         for d in ["objects", "layers", "images", "refs", "tmp"] {
             ensure_dir(&root.join(d))?;
@@ -112,7 +151,7 @@ impl Store {
         }
         let store = Store {
             root,
-            _lock: l,
+            _lock: Some(l),
             writable: true,
         };
         if store.dirty_marker().exists() {
@@ -209,7 +248,10 @@ mod tests {
         });
         let holder = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         assert!(
-            holder.starts_with(&format!("waiting: pid {} (", std::process::id())),
+            holder.starts_with(&format!(
+                "waiting: the store lock, held by pid {} (",
+                std::process::id()
+            )),
             "{holder}"
         );
         // Still blocked while the first writer holds the lock.

@@ -271,6 +271,7 @@ fn run(dir: &Path, layers: &[Vec<u8>]) -> Result<std::path::PathBuf, String> {
         registries_conf: Default::default(),
         auth: Default::default(),
         timeout: std::time::Duration::from_secs(5),
+        min_rate: Default::default(),
     };
     let out = store
         .pull(&r, &opts, &NoProgress)

@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand, ValueEnum};
     name = "ociboot",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_long_help = ENVIRONMENT
 )]
 pub struct Cli {
     /// Operate on the system rooted at PATH instead of the running one.
@@ -37,6 +38,17 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The environment variables that change limits, shown by `--help` and in the man page.
+const ENVIRONMENT: &str = "\
+Environment:
+  OCIBOOT_SYSROOT               the same as --sysroot
+  OCIBOOT_MIN_FREE_SPACE        what a pull leaves free on the store's filesystem: bytes, with
+                                K, M or G, or a percentage (default: 5%, at least 256M)
+  OCIBOOT_REGISTRY_TIMEOUT      seconds to wait for a registry to connect or send (default 30)
+  OCIBOOT_REGISTRY_MIN_RATE     bytes per second a registry response must average (default
+                                2048; 0 for no minimum)
+  OCIBOOT_REGISTRY_RATE_WINDOW  seconds that average is taken over (default 30)";
 
 /// Options every command sees.
 #[derive(Debug, Clone)]

@@ -30,9 +30,16 @@ pub(crate) fn say(g: &Global, msg: impl std::fmt::Display) {
     }
 }
 
-/// The sysroot's write lock; waiting for it is reported like waiting for the store.
+/// Both of the sysroot's write locks (the store's, then the deployments'); waiting for one
+/// is reported with who holds it.
 pub(crate) fn lock(sysroot: &Sysroot, rep: &Reporter) -> Result<SysrootLock> {
     Ok(sysroot.lock(&|h| rep.waiting_for_lock(h))?)
+}
+
+/// The store's lock only: for `upgrade` and `switch`, which take the deployments lock
+/// themselves once the download is done.
+fn lock_store(sysroot: &Sysroot, rep: &Reporter) -> Result<SysrootLock> {
+    Ok(sysroot.lock_store(&|h| rep.waiting_for_lock(h))?)
 }
 
 fn reboot(g: &Global) -> Result<()> {
@@ -152,7 +159,7 @@ fn upgrade(
     mode: UpgradeMode,
     apply: bool,
 ) -> Result<()> {
-    let lock = lock(sysroot, rep)?;
+    let lock = lock_store(sysroot, rep)?;
     let staged = match sysroot.upgrade(&lock, mode, &RegistryOptions::from_env, rep)? {
         UpgradeOutcome::Unlocked(true) => {
             say(g, "Staged update will be applied at the next shutdown");
@@ -201,7 +208,7 @@ fn switch(
     retain: bool,
     apply: bool,
 ) -> Result<()> {
-    let lock = lock(sysroot, rep)?;
+    let lock = lock_store(sysroot, rep)?;
     match sysroot.switch(&lock, target, retain, &RegistryOptions::from_env, rep)? {
         SwitchOutcome::Unchanged => say(g, "Image specification is unchanged."),
         SwitchOutcome::Staged(d) => {
@@ -215,7 +222,8 @@ fn switch(
 }
 
 fn rollback(g: &Global, sysroot: &Sysroot, rep: &Reporter, apply: bool) -> Result<()> {
-    let lock = lock(sysroot, rep)?;
+    // Entries only: never waits for a pull that holds the store's lock.
+    let lock = sysroot.lock_deployments(&|h| rep.waiting_for_lock(h))?;
     if sysroot.rollback(&lock)? {
         say(g, "notice: Reverting queued rollback state");
         say(g, "Next boot: current deployment");
@@ -231,10 +239,20 @@ fn rollback(g: &Global, sysroot: &Sysroot, rep: &Reporter, apply: bool) -> Resul
 }
 
 fn finalize_staged(g: &Global, sysroot: &Sysroot, rep: &Reporter) -> Result<()> {
-    let lock = lock(sysroot, rep)?;
-    match sysroot.finalize_staged(&lock)? {
+    // At shutdown: never wait for a pull. Entries under the deployments lock; the collection
+    // afterwards only if the store is free (the next writer collects otherwise).
+    let lock = sysroot.lock_deployments(&|h| rep.waiting_for_lock(h))?;
+    let finalized = sysroot.finalize_staged(&lock)?;
+    drop(lock);
+    match finalized {
         Some(d) => {
-            sysroot.gc(&lock, &[], false)?;
+            match sysroot.try_lock_store()? {
+                Some(lock) => {
+                    lock.lock_deployments(&|h| rep.waiting_for_lock(h))?;
+                    sysroot.gc(&lock, &[], false)?;
+                }
+                None => say(g, "The store is busy: old deployments are collected later"),
+            }
             say(
                 g,
                 format_args!(

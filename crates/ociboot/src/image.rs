@@ -34,12 +34,21 @@ fn open_read(g: &Global, rep: &Reporter) -> Result<Option<Store>> {
     }
 }
 
+/// The store for listing and inspecting: no lock, so a pull never makes these wait.
+fn open_unlocked(g: &Global) -> Result<Option<Store>> {
+    match Store::open_unlocked(&ociboot_deploy::physical_root(&g.sysroot)) {
+        Ok(s) => Ok(Some(s)),
+        Err(ociboot_store::Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn run(g: &Global, cmd: ImageCommand) -> Result<()> {
     let rep = Reporter::new(g.quiet);
     match cmd {
         ImageCommand::Pull { image } => pull(g, &rep, &image),
-        ImageCommand::List { format } => list(g, &rep, format),
-        ImageCommand::Inspect { image } => inspect(g, &rep, &image),
+        ImageCommand::List { format } => list(g, format),
+        ImageCommand::Inspect { image } => inspect(g, &image),
         ImageCommand::Unpack { image, dest } => unpack_image(g, &rep, &image, &dest),
         ImageCommand::Rm { images } => {
             let store = open_write(g, &rep)?;
@@ -82,8 +91,8 @@ fn pull(g: &Global, rep: &Reporter, image: &str) -> Result<()> {
     Ok(())
 }
 
-fn list(g: &Global, rep: &Reporter, format: ListFormat) -> Result<()> {
-    let list = match open_read(g, rep)? {
+fn list(g: &Global, format: ListFormat) -> Result<()> {
+    let list = match open_unlocked(g)? {
         Some(s) => s.list()?,
         None => Vec::new(),
     };
@@ -136,8 +145,8 @@ fn print_table(head: [String; 5], rows: &[[String; 5]]) {
     }
 }
 
-fn inspect(g: &Global, rep: &Reporter, image: &str) -> Result<()> {
-    let stored = match open_read(g, rep)? {
+fn inspect(g: &Global, image: &str) -> Result<()> {
+    let stored = match open_unlocked(g)? {
         Some(s) => match s.find(image) {
             Ok(d) => {
                 let (m, c) = s.manifest_and_config(&d)?;

@@ -9,14 +9,24 @@ mod install;
 mod output;
 mod progress;
 
-use clap::Parser;
-
 fn main() {
     // Started by the kernel as init=…/usr/bin/ociboot: set up the root, then run the real init.
     if rustix::process::getpid().is_init() {
         init::main();
     }
-    let cli = cli::Cli::parse();
+    let matches = <cli::Cli as clap::CommandFactory>::command().get_matches();
+    // What a command waiting for our lock is told we do: the verbs, never the arguments.
+    let mut verb = Vec::new();
+    let mut m = &matches;
+    while let Some((name, sub)) = m.subcommand() {
+        verb.push(name);
+        m = sub;
+    }
+    ociboot_store::lock::set_verb(&verb.join(" "));
+    let cli = match <cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let filter = if cli.verbose > 0 { "debug" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -49,7 +49,7 @@ impl Reporter {
 impl PullProgress for Reporter {
     fn waiting_for_lock(&self, holder: &str) {
         if !matches!(self, Reporter::Quiet) {
-            eprintln!("Waiting for the store lock, held by {holder}");
+            eprintln!("Waiting for {holder}");
         }
     }
 

@@ -275,4 +275,14 @@ fn deployments_are_out_of_reach_of_unprivileged_users() {
     let deploy = m.root().join("ociboot/deploy/default/deploy");
     let mode = std::fs::metadata(&deploy).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "{}", deploy.display());
+    // The store holds the very same inodes: out of reach too.
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(&old).unwrap().ino();
+    let object = std::fs::read_dir(m.root().join("ociboot/store/objects"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::metadata(p).unwrap().ino() == ino)
+        .expect("the object of usr/bin/hello");
+    assert!(!nobody_reads(&object), "nobody reads {}", object.display());
 }

@@ -193,7 +193,7 @@ impl Sysroot {
 
     /// Unlock a staged deployment made with `--download-only`.
     pub fn unlock_staged(&self, lock: &SysrootLock) -> Result<bool> {
-        self.locked(lock)?;
+        self.deployments_locked(lock)?;
         let state = self.state()?;
         let Some((_, mut info)) = state.staged else {
             return Ok(false);
@@ -209,7 +209,7 @@ impl Sysroot {
     /// What the shutdown unit runs: merge /etc as it is now into the staged deployment and
     /// make it the default. Returns the finalized deployment, if any.
     pub fn finalize_staged(&self, lock: &SysrootLock) -> Result<Option<Deployment>> {
-        self.locked(lock)?;
+        self.deployments_locked(lock)?;
         let state = self.state()?;
         let Some((staged, info)) = state.staged.clone() else {
             return Ok(None);
@@ -259,7 +259,7 @@ impl Sysroot {
     /// Make the rollback deployment the default (or undo a queued rollback). Drops a staged
     /// deployment. Returns true if a queued rollback was reverted.
     pub fn rollback(&self, lock: &SysrootLock) -> Result<bool> {
-        self.locked(lock)?;
+        self.deployments_locked(lock)?;
         let state = self.state()?;
         let booted = state.booted().ok_or_else(not_booted)?;
         let rollback = state
@@ -286,7 +286,7 @@ impl Sysroot {
 
     /// Pin or unpin the deployment at `which` (its index in boot order, or its id).
     pub fn set_pinned(&self, lock: &SysrootLock, which: &str, pinned: bool) -> Result<Deployment> {
-        self.locked(lock)?;
+        self.deployments_locked(lock)?;
         let state = self.state()?;
         let d = match which.parse::<usize>() {
             Ok(i) => state.entries.get(i).map(|(_, d)| d.clone()),
@@ -315,7 +315,7 @@ impl Sysroot {
         d: &Deployment,
         cached: Option<CachedUpdate>,
     ) -> Result<()> {
-        self.locked(lock)?;
+        self.deployments_locked(lock)?;
         let mut o = d.origin.clone();
         o.cached_update = cached;
         o.write(&self.origin_path(&d.stateroot, &d.id))

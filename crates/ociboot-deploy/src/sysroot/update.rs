@@ -89,10 +89,13 @@ impl Sysroot {
         reg: RegistryLoader<'_>,
         progress: &dyn PullProgress,
     ) -> Result<UpgradeOutcome> {
-        let store = self.locked(lock)?;
+        // The network first, under the store's lock only; deployments after.
+        let store = self.store_locked(lock)?;
+        let deployments = || lock.lock_deployments(&|h| progress.waiting_for_lock(h));
         let state = self.state()?;
         let booted = booted_for(&state, "upgrade")?;
         if mode == UpgradeMode::FromDownloaded {
+            deployments()?;
             return Ok(UpgradeOutcome::Unlocked(self.unlock_staged(lock)?));
         }
         let spec = followed(&state, &booted);
@@ -100,43 +103,43 @@ impl Sysroot {
         let mut src = open_source(&spec, &opts)?;
         let f = fetch_image(src.as_mut())?;
         drop(src);
-        if mode == UpgradeMode::Check {
-            if f.manifest_digest == booted.origin.manifest_digest {
-                self.set_cached_update(lock, &booted, None)?;
-                return Ok(UpgradeOutcome::NoChanges { image: spec });
-            }
-            let update = CachedUpdate {
-                manifest_digest: f.manifest_digest,
-                version: ociboot_oci::manifest::version_label(&f.config),
-                timestamp: ociboot_oci::manifest::created_timestamp(&f.config),
-                architecture: f.config.architecture().to_string(),
-            };
-            self.set_cached_update(lock, &booted, Some(update.clone()))?;
-            return Ok(UpgradeOutcome::Available {
-                image: spec,
-                update,
-            });
-        }
-        let download_only = mode
-            == (UpgradeMode::Stage {
-                download_only: true,
-            });
-        if let Some((d, info)) = &state.staged {
-            if d.origin.manifest_digest == f.manifest_digest {
-                if info.locked && !download_only {
-                    self.unlock_staged(lock)?;
+        if let UpgradeMode::Stage { download_only } = mode {
+            if let Some((d, info)) = &state.staged {
+                if d.origin.manifest_digest == f.manifest_digest {
+                    if info.locked && !download_only {
+                        deployments()?;
+                        self.unlock_staged(lock)?;
+                    }
+                    return Ok(UpgradeOutcome::AlreadyStaged);
                 }
-                return Ok(UpgradeOutcome::AlreadyStaged);
             }
+            if f.manifest_digest == booted.origin.manifest_digest {
+                return Ok(UpgradeOutcome::NoUpdate);
+            }
+            let pulled = store.pull(&spec, &opts, progress)?;
+            deployments()?;
+            let d = self.stage(lock, &spec, &pulled.manifest_digest, download_only)?;
+            self.set_cached_update(lock, &booted, None)?;
+            self.gc(lock, &[], false)?;
+            return Ok(UpgradeOutcome::Staged(Box::new(d)));
         }
+        // --check: only the booted origin's cached update changes.
+        deployments()?;
         if f.manifest_digest == booted.origin.manifest_digest {
-            return Ok(UpgradeOutcome::NoUpdate);
+            self.set_cached_update(lock, &booted, None)?;
+            return Ok(UpgradeOutcome::NoChanges { image: spec });
         }
-        let pulled = store.pull(&spec, &opts, progress)?;
-        let d = self.stage(lock, &spec, &pulled.manifest_digest, download_only)?;
-        self.set_cached_update(lock, &booted, None)?;
-        self.gc(lock, &[], false)?;
-        Ok(UpgradeOutcome::Staged(Box::new(d)))
+        let update = CachedUpdate {
+            manifest_digest: f.manifest_digest,
+            version: ociboot_oci::manifest::version_label(&f.config),
+            timestamp: ociboot_oci::manifest::created_timestamp(&f.config),
+            architecture: f.config.architecture().to_string(),
+        };
+        self.set_cached_update(lock, &booted, Some(update.clone()))?;
+        Ok(UpgradeOutcome::Available {
+            image: spec,
+            update,
+        })
     }
 
     /// `switch`: follow `target` from now on; pull and stage it. With `retain`, the booted
@@ -149,7 +152,7 @@ impl Sysroot {
         reg: RegistryLoader<'_>,
         progress: &dyn PullProgress,
     ) -> Result<SwitchOutcome> {
-        let store = self.locked(lock)?;
+        let store = self.store_locked(lock)?;
         let state = self.state()?;
         let booted = booted_for(&state, "switch")?;
         if followed(&state, &booted) == *target {
@@ -157,6 +160,8 @@ impl Sysroot {
         }
         let opts = reg()?;
         let pulled = store.pull(target, &opts, progress)?;
+        // The download done, the deployments lock: stage and GC hold both.
+        lock.lock_deployments(&|h| progress.waiting_for_lock(h))?;
         let d = self.stage(lock, target, &pulled.manifest_digest, false)?;
         let retained: Vec<ImageReference> = if retain {
             vec![booted.origin.image.clone()]

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::objects::{ObjectId, Staging};
+use crate::objects::{LargeObject, ObjectId, Staging};
 use crate::tree::Meta;
 
 /// Work for the object-writing thread.
@@ -97,8 +97,21 @@ pub(super) fn write_objects(
     rx: mpsc::Receiver<Vec<Job>>,
     staging: &mut Staging,
 ) -> Result<Vec<ObjectId>> {
-    let mut ids = Vec::new();
     let mut large = None;
+    let r = write_jobs(rx, staging, &mut large);
+    // A large file cut short (a write failed, or the parser stopped): its temporary file goes.
+    if let Some(o) = large.take() {
+        staging.discard_large(o);
+    }
+    r
+}
+
+fn write_jobs(
+    rx: mpsc::Receiver<Vec<Job>>,
+    staging: &mut Staging,
+    large: &mut Option<LargeObject>,
+) -> Result<Vec<ObjectId>> {
+    let mut ids = Vec::new();
     for job in rx.into_iter().flatten() {
         match job {
             Job::Small {
@@ -107,7 +120,7 @@ pub(super) fn write_objects(
                 meta,
                 what,
             } => ids.push(staging.add_bytes(&data, digest, &meta, &what)?),
-            Job::LargeStart { meta } => large = Some(staging.begin_large(&meta)?),
+            Job::LargeStart { meta } => *large = Some(staging.begin_large(&meta)?),
             Job::Chunk(data) => {
                 if let Some(o) = large.as_mut() {
                     o.write(&data, "object")?;

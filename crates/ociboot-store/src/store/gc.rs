@@ -129,7 +129,13 @@ impl Store {
                 }
                 _ => {
                     report.bytes += disk_usage(&e.path())?;
-                    remove_any(&e.path())?;
+                    // Gone from images/ in one rename, so that a reader without the lock
+                    // sees the image whole or not at all; tmp/ is scratch.
+                    let doomed = self.root.join("tmp").join(format!("pruned-{n}"));
+                    remove_any(&doomed)?;
+                    std::fs::rename(e.path(), &doomed)
+                        .ctx(|| format!("moving {} to {}", e.path().display(), doomed.display()))?;
+                    remove_any(&doomed)?;
                     report.images += 1;
                 }
             }

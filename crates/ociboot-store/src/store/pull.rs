@@ -22,13 +22,15 @@ use crate::import::{import_layer, ProgressReader};
 use crate::limits::Limits;
 use crate::objects::{ImportStats, ObjectId, Staging};
 use crate::record;
+use crate::space::{self, Margin, SpaceGuard};
 use crate::tree::Tree;
 use ociboot_fs::{ensure_dir, fsync_dir, remove_any, syncfs, write_atomic};
 
 /// What a pull reports while it runs; the CLI draws progress bars from it.
 pub trait PullProgress {
-    /// Someone else holds the store lock; we wait.
-    fn waiting_for_lock(&self, _holder: &str) {}
+    /// Someone else holds a lock we need; we wait. `what` says which lock and who holds it
+    /// ("the store lock, held by pid N (upgrade)").
+    fn waiting_for_lock(&self, _what: &str) {}
     /// The manifest and config are known.
     fn resolved(&self, _image: &str, _digest: &Sha256Digest, _layers: usize) {}
     /// A layer is already in the store.
@@ -97,11 +99,19 @@ impl Store {
                 stats: Default::default(),
             });
         }
+        // Disk space: the layers still to fetch take at least their compressed size.
+        let margin = Margin::from_env()?;
+        let need: u64 = layers
+            .iter()
+            .filter(|l| !self.layer_path(&l.digest).exists())
+            .map(|l| l.size)
+            .sum();
+        space::check_before(&self.root, margin, need, &name)?;
         let mut added: Vec<(PathBuf, Vec<ObjectId>)> = Vec::new();
         if !self.dirty_marker().exists() {
             write_atomic(&self.dirty_marker(), b"objects are being written\n")?;
         }
-        let res = self.pull_layers(src.as_mut(), &name, &layers, progress, &mut added);
+        let res = self.pull_layers(src.as_mut(), &name, &layers, margin, progress, &mut added);
         let (fetched_n, cached_n, stats) = match res {
             Ok(v) => v,
             Err(e) => {
@@ -159,6 +169,7 @@ impl Store {
         src: &mut dyn ImageSource,
         name: &str,
         layers: &[LayerInfo],
+        margin: Margin,
         progress: &dyn PullProgress,
         added: &mut Vec<(PathBuf, Vec<ObjectId>)>,
     ) -> Result<(usize, usize, ImportStats)> {
@@ -190,6 +201,7 @@ impl Store {
             let blob = src.blob_stream(&l.digest, l.size)?;
             let blob = ProgressReader::new(blob, |n| progress.layer_progress(i, n));
             let mut staging = Staging::new(&self.root.join("tmp"), &self.objects_dir())?;
+            staging.watch_space(SpaceGuard::new(&self.root, margin, &what)?);
             let t0 = std::time::Instant::now();
             let imported =
                 match import_layer(blob, l.digest, l.size, compression, &mut staging, &what) {

@@ -204,7 +204,12 @@ impl Store {
     pub fn list(&self) -> Result<Vec<ImageSummary>> {
         let mut out = Vec::new();
         for r in self.refs()? {
-            let rec = self.image_record(&r.manifest_digest)?;
+            let rec = match self.image_record(&r.manifest_digest) {
+                Ok(rec) => rec,
+                // Removed since the refs were read (a reader without the lock may see that).
+                Err(_) if !self.ref_path(&r.reference).exists() => continue,
+                Err(e) => return Err(e),
+            };
             out.push(ImageSummary {
                 reference: r.reference.to_string(),
                 transport: r.reference.transport.to_string(),

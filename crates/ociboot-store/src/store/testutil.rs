@@ -83,6 +83,7 @@ pub fn options() -> RegistryOptions {
         registries_conf: Default::default(),
         auth: Default::default(),
         timeout: std::time::Duration::from_secs(5),
+        min_rate: Default::default(),
     }
 }
 

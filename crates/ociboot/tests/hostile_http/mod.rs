@@ -62,15 +62,27 @@ impl Canned {
 /// Answer every request on `ip` (a free port) with `handler`; lives until the process ends.
 /// A connection that does not start like HTTP (a TLS hello) is closed at once.
 pub fn serve(ip: &str, handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Canned {
+    serve_paced(ip, handler, |_, _| None)
+}
+
+/// Like [`serve`], but a body for which `pace(request, body length)` says `Some(pause)` is
+/// drip-fed: the headers at once (with the full Content-Length), then one byte per pause, for
+/// at most 90 s or until the client goes away.
+pub fn serve_paced(
+    ip: &str,
+    handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    pace: impl Fn(&Seen, usize) -> Option<Duration> + Send + Sync + 'static,
+) -> Canned {
     // Traffic goes to 127.0.0.1 only; `ip` is the name clients use for it.
     let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let host = format!("{ip}:{}", listener.local_addr().unwrap().port());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let handler = Arc::new(handler);
+    let pace = Arc::new(pace);
     let log = seen.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
-            let (log, handler) = (log.clone(), handler.clone());
+            let (log, handler, pace) = (log.clone(), handler.clone(), pace.clone());
             std::thread::spawn(move || {
                 let Some(req) = read_head(&conn) else { return };
                 log.lock().unwrap().push(req.clone());
@@ -85,7 +97,20 @@ pub fn serve(ip: &str, handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static)
                 head.push_str("\r\n");
                 let mut conn = conn;
                 let _ = conn.write_all(head.as_bytes());
-                let _ = conn.write_all(&body);
+                match pace(&req, body.len()) {
+                    None => {
+                        let _ = conn.write_all(&body);
+                    }
+                    Some(pause) => {
+                        let until = std::time::Instant::now() + Duration::from_secs(90);
+                        for b in body.chunks(1) {
+                            if std::time::Instant::now() > until || conn.write_all(b).is_err() {
+                                break;
+                            }
+                            std::thread::sleep(pause);
+                        }
+                    }
+                }
             });
         }
     });
