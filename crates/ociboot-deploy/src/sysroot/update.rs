@@ -72,6 +72,26 @@ fn booted_for(state: &State, verb: &str) -> Result<Deployment> {
 }
 
 /// The image the host follows: the staged deployment's, else the booted one's.
+/// The boot order, as deployment keys: what a rollback run meanwhile would have changed.
+fn boot_order(state: &State) -> Vec<String> {
+    state.entries.iter().map(|(_, d)| d.key()).collect()
+}
+
+impl Sysroot {
+    /// After a download, with the deployments lock now held: refuse to stage over a change
+    /// made while the image downloaded (a `rollback` queued meanwhile would otherwise be
+    /// undone at shutdown by the update made the default).
+    fn unchanged_since(&self, before: &State, image: &ImageReference) -> Result<()> {
+        let now = self.state()?;
+        if boot_order(&now) != boot_order(before) {
+            return Err(Error::State(format!(
+                "the boot order changed while {image} was downloading (a rollback was                  queued?): nothing staged; the image is in the store, run the command again                  to stage it"
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn followed(state: &State, booted: &Deployment) -> ImageReference {
     state
         .staged
@@ -118,6 +138,7 @@ impl Sysroot {
             }
             let pulled = store.pull(&spec, &opts, progress)?;
             deployments()?;
+            self.unchanged_since(&state, &spec)?;
             let d = self.stage(lock, &spec, &pulled.manifest_digest, download_only)?;
             self.set_cached_update(lock, &booted, None)?;
             self.gc(lock, &[], false)?;
@@ -162,6 +183,7 @@ impl Sysroot {
         let pulled = store.pull(target, &opts, progress)?;
         // The download done, the deployments lock: stage and GC hold both.
         lock.lock_deployments(&|h| progress.waiting_for_lock(h))?;
+        self.unchanged_since(&state, target)?;
         let d = self.stage(lock, target, &pulled.manifest_digest, false)?;
         let retained: Vec<ImageReference> = if retain {
             vec![booted.origin.image.clone()]
@@ -170,5 +192,26 @@ impl Sysroot {
         };
         self.gc(lock, &retained, false)?;
         Ok(SwitchOutcome::Staged(Box::new(d)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{fake_sysroot, write_order};
+
+    #[test]
+    fn a_rollback_queued_during_the_download_is_not_staged_over() {
+        let (_d, s) = fake_sysroot(&["a.0", "b.0"]);
+        write_order(&s, &["a.0", "b.0"]);
+        let before = s.state().unwrap();
+        let image = "example.com/os:new".parse().unwrap();
+        s.unchanged_since(&before, &image).unwrap();
+        // What `rollback` does to the entries while the pull runs.
+        write_order(&s, &["b.0", "a.0"]);
+        let e = s.unchanged_since(&before, &image).unwrap_err().to_string();
+        assert!(
+            e.contains("boot order changed while example.com/os:new was downloading"),
+            "{e}"
+        );
     }
 }
