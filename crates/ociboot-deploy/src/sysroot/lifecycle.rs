@@ -149,7 +149,7 @@ impl Sysroot {
         };
         // The merge itself happens at finalize, with /etc as it is then; conflicts now.
         let (o, m) = scans.map_err(cleanup)?;
-        etcmerge::check_scanned(&o, &m, &co.root.join("usr/etc")).map_err(cleanup)?;
+        etcmerge::check_deployment(&o, &m, &co.root).map_err(cleanup)?;
         super::entries::check_init(&co.root, &image.to_string()).map_err(cleanup)?;
         let new_image_kargs = kargs::image_kargs(&co.root).map_err(cleanup)?;
         let spec = OriginSpec {
