@@ -218,6 +218,12 @@ fn copy_meta(
 /// as a symlink (its target read and written as it is); a symlink on the way to either path is
 /// an error. Sockets are not copied.
 pub fn copy_in(src: &Root, src_rel: &Path, dst: &Root, dst_rel: &Path) -> Result<()> {
+    // A symlink on the way is named in the error (the kernel would only say ELOOP).
+    for (root, rel) in [(src, src_rel), (dst, dst_rel)] {
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            dir_in(root, parent)?;
+        }
+    }
     copy_rec(src, src_rel, dst, dst_rel, 0)
 }
 

@@ -2,6 +2,9 @@
 //! binary on a directory sysroot (tags of tests/fixtures/mkos.py):
 //! - /etc, or a directory in it, a symlink to a host directory (`etc-link`, `etc-app-link`):
 //!   `switch` and `finalize-staged` must not read, write or remove anything there;
+//! - an image without /etc whose /usr is a symlink to a host directory (`usr-link`): install
+//!   and staging refuse it without reading the host's `etc/` through it (access time kept);
+//! - a deployment whose pristine /etc leads to a host directory: `diff` refuses to read it;
 //! - an initramfs that is a symlink to a host file (`initrd-link`): its bytes must not reach
 //!   the boot partition;
 //! - a kargs.d file that sets `ociboot=` (`kargs-owned`), a `usr/bin/ociboot` that is a symlink
@@ -275,4 +278,103 @@ fn deployments_are_out_of_reach_of_unprivileged_users() {
     let deploy = m.root().join("ociboot/deploy/default/deploy");
     let mode = std::fs::metadata(&deploy).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "{}", deploy.display());
+}
+
+/// Every file under `dir` with its content, for what a test finds in a sysroot.
+fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                todo.push(e.path());
+            } else if t.is_file() {
+                out.push((e.path(), std::fs::read_to_string(e.path()).unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+/// Make `p` look untouched since 2000 (access and modification time): with `relatime`, the
+/// next read of it moves its access time to now, so a test can tell it was read.
+fn age(p: &str) -> std::time::SystemTime {
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
+    let f = std::fs::File::options().write(true).open(p).unwrap();
+    f.set_times(std::fs::FileTimes::new().set_accessed(old).set_modified(old))
+        .unwrap();
+    old
+}
+
+fn accessed(p: &str) -> std::time::SystemTime {
+    std::fs::metadata(p).unwrap().accessed().unwrap()
+}
+
+#[test]
+fn an_image_whose_usr_is_a_symlink_reads_nothing_of_the_host() {
+    // The image has no /etc and its /usr points at a host directory that has an etc/: a copy
+    // of "usr/etc" made on the host would bring the host's files into the new /etc.
+    const DIR: &str = "/tmp/ociboot-canary-usr";
+    let _ = std::fs::remove_dir_all(DIR);
+    std::fs::create_dir_all(format!("{DIR}/etc")).unwrap();
+    let secret = format!("{DIR}/etc/host-secret");
+    std::fs::write(&secret, "host's secret\n").unwrap();
+    let old = age(&secret);
+    let no_host_file = |m: &Machine| {
+        for (p, text) in files_under(&m.root()) {
+            assert!(!text.contains("host's"), "{} is the host's", p.display());
+        }
+        assert_eq!(accessed(&secret), old, "the host's {secret} was read");
+    };
+    // As the first image: install refuses it.
+    let m = Machine::new("usr-link-install");
+    let err = m.fails(&[
+        "install",
+        "to-filesystem",
+        "--source-imgref",
+        &format!("oci:{}", layout("usr-link")),
+        "--bootloader",
+        "none",
+        m.root().to_str().unwrap(),
+    ]);
+    no_host_file(&m);
+    assert!(err.contains("usr") && err.contains("symlink"), "{err}");
+    // As an update: staging refuses it, and finalize has nothing to do.
+    let m = Machine::new("usr-link");
+    install_v1(&m);
+    let err = refused(&m, "usr-link");
+    m.ok(&["finalize-staged"]);
+    no_host_file(&m);
+    assert!(
+        err.contains("usr") && err.contains("symlink") && err.contains("real directory"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(DIR);
+}
+
+#[test]
+fn diff_does_not_read_a_pristine_etc_behind_a_symlink() {
+    const DIR: &str = "/tmp/ociboot-canary-drift";
+    let before = canary(DIR, &["host-only"]);
+    let m = Machine::new("drift-link");
+    install_v1(&m);
+    // A deployment whose pristine /etc leads to a host directory (as one made by an older
+    // ociboot from an image whose /usr/etc was a symlink): diff must not list the host's.
+    let usr_etc = m.deployment_root("booted").join("usr/etc");
+    std::fs::remove_dir_all(&usr_etc).unwrap();
+    std::os::unix::fs::symlink(DIR, &usr_etc).unwrap();
+    let (ok, out, err) = m.h.run(&["diff"]);
+    assert!(
+        !out.contains("host-only") && !err.contains("host-only"),
+        "{out}{err}"
+    );
+    assert!(!ok, "diff read through the symlink:\n{out}");
+    assert!(err.contains("usr/etc") && err.contains("symlink"), "{err}");
+    assert_eq!(listing(DIR), before, "the host's {DIR} changed");
+    let _ = std::fs::remove_dir_all(DIR);
 }
