@@ -246,14 +246,14 @@ impl Root {
     /// also when a symlink or a non-directory stands on the way to it (the path leads
     /// nowhere inside the tree).
     pub fn stat(&self, rel: impl AsRef<Path>) -> Result<Option<Kind>, IoError> {
-        Ok(self.lstat(rel)?.map(|st| {
-            match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+        Ok(self
+            .lstat(rel)?
+            .map(|st| match rustix::fs::FileType::from_raw_mode(st.st_mode) {
                 rustix::fs::FileType::RegularFile => Kind::File,
                 rustix::fs::FileType::Directory => Kind::Dir,
                 rustix::fs::FileType::Symlink => Kind::Symlink,
                 _ => Kind::Other,
-            }
-        }))
+            }))
     }
 
     /// The target of the symlink `rel`, as written (it is not resolved).

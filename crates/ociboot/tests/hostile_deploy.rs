@@ -67,7 +67,7 @@ fn listing(dir: &str) -> Vec<(String, String)> {
 fn a_directory_of_etc_made_a_symlink_does_not_let_a_local_removal_reach_the_host() {
     const DIR: &str = "/tmp/ociboot-canary-etc-app";
     let before = canary(DIR, &["untouched", "config"]);
-    let m = Machine::new("etc-app-link");
+    let m = Machine::hostile("etc-app-link");
     install_v1(&m);
     // The admin removes a file the image ships; the new image makes /etc/app a symlink to a
     // host directory that has a file of that name.
@@ -88,7 +88,7 @@ fn a_directory_of_etc_made_a_symlink_does_not_let_a_local_removal_reach_the_host
 fn an_image_whose_etc_is_a_symlink_is_refused_at_stage_time() {
     const DIR: &str = "/tmp/ociboot-canary-etc";
     let before = canary(DIR, &["passwd"]);
-    let m = Machine::new("etc-link");
+    let m = Machine::hostile("etc-link");
     install_v1(&m);
     std::fs::write(m.etc().join("app/local-file"), "admin's\n").unwrap();
     let deploys = m.root().join("ociboot/deploy/default/deploy");
@@ -159,7 +159,7 @@ fn boot_files(m: &Machine) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 fn an_initramfs_linked_to_a_host_file_never_reaches_the_boot_partition() {
     const SECRET: &str = "/tmp/ociboot-canary-secret";
     std::fs::write(SECRET, "the host's secret\n").unwrap();
-    let m = Machine::new("initrd-link");
+    let m = Machine::hostile("initrd-link");
     install_v1(&m);
     let err = refused(&m, "initrd-link");
     assert!(err.contains("initramfs.img"), "{err}");
@@ -175,7 +175,7 @@ fn an_initramfs_linked_to_a_host_file_never_reaches_the_boot_partition() {
 
 #[test]
 fn kargs_d_may_not_name_the_deployment_to_boot() {
-    let m = Machine::new("kargs-owned");
+    let m = Machine::hostile("kargs-owned");
     install_v1(&m);
     let err = refused(&m, "kargs-owned");
     assert!(
@@ -186,7 +186,7 @@ fn kargs_d_may_not_name_the_deployment_to_boot() {
 
 #[test]
 fn an_init_that_is_a_symlink_to_a_shell_is_refused() {
-    let m = Machine::new("init-symlink");
+    let m = Machine::hostile("init-symlink");
     install_v1(&m);
     let err = refused(&m, "init-symlink");
     assert!(
@@ -197,7 +197,7 @@ fn an_init_that_is_a_symlink_to_a_shell_is_refused() {
 
 #[test]
 fn a_version_label_cannot_add_lines_to_the_boot_entry() {
-    let m = Machine::new("title-inject");
+    let m = Machine::hostile("title-inject");
     install_v1(&m);
     m.ok(&["switch", "--transport", "oci", &layout("title-inject")]);
     m.ok(&["finalize-staged"]);
@@ -258,7 +258,7 @@ fn nobody_reads(p: &Path) -> bool {
 #[test]
 fn deployments_are_out_of_reach_of_unprivileged_users() {
     use std::os::unix::fs::PermissionsExt;
-    let m = Machine::new("private-deploy");
+    let m = Machine::hostile("private-deploy");
     install_v1(&m);
     let v1 = m.deployment_root("booted");
     m.ok(&["switch", "--transport", "oci", &layout("v2")]);
@@ -294,7 +294,10 @@ fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, String)> {
             if t.is_dir() {
                 todo.push(e.path());
             } else if t.is_file() {
-                out.push((e.path(), std::fs::read_to_string(e.path()).unwrap_or_default()));
+                out.push((
+                    e.path(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default(),
+                ));
             }
         }
     }
@@ -306,8 +309,12 @@ fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, String)> {
 fn age(p: &str) -> std::time::SystemTime {
     let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
     let f = std::fs::File::options().write(true).open(p).unwrap();
-    f.set_times(std::fs::FileTimes::new().set_accessed(old).set_modified(old))
-        .unwrap();
+    f.set_times(
+        std::fs::FileTimes::new()
+            .set_accessed(old)
+            .set_modified(old),
+    )
+    .unwrap();
     old
 }
 
@@ -332,7 +339,7 @@ fn an_image_whose_usr_is_a_symlink_reads_nothing_of_the_host() {
         assert_eq!(accessed(&secret), old, "the host's {secret} was read");
     };
     // As the first image: install refuses it.
-    let m = Machine::new("usr-link-install");
+    let m = Machine::hostile("usr-link-install");
     let err = m.fails(&[
         "install",
         "to-filesystem",
@@ -345,7 +352,7 @@ fn an_image_whose_usr_is_a_symlink_reads_nothing_of_the_host() {
     no_host_file(&m);
     assert!(err.contains("usr") && err.contains("symlink"), "{err}");
     // As an update: staging refuses it, and finalize has nothing to do.
-    let m = Machine::new("usr-link");
+    let m = Machine::hostile("usr-link");
     install_v1(&m);
     let err = refused(&m, "usr-link");
     m.ok(&["finalize-staged"]);
@@ -361,7 +368,7 @@ fn an_image_whose_usr_is_a_symlink_reads_nothing_of_the_host() {
 fn diff_does_not_read_a_pristine_etc_behind_a_symlink() {
     const DIR: &str = "/tmp/ociboot-canary-drift";
     let before = canary(DIR, &["host-only"]);
-    let m = Machine::new("drift-link");
+    let m = Machine::hostile("drift-link");
     install_v1(&m);
     // A deployment whose pristine /etc leads to a host directory (as one made by an older
     // ociboot from an image whose /usr/etc was a symlink): diff must not list the host's.
@@ -377,4 +384,41 @@ fn diff_does_not_read_a_pristine_etc_behind_a_symlink() {
     assert!(err.contains("usr/etc") && err.contains("symlink"), "{err}");
     assert_eq!(listing(DIR), before, "the host's {DIR} changed");
     let _ = std::fs::remove_dir_all(DIR);
+}
+
+#[test]
+fn the_hostile_harness_limits_every_run_and_catches_what_it_must() {
+    use std::process::Command;
+    let g = hostile::Guard::new();
+    // The limits reach the binary: 512 MiB of address space, a time limit.
+    let out = g
+        .command(Path::new("/bin/sh"))
+        .args(["-c", "ulimit -v"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "524288");
+    let status = |code: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("exit {code}")])
+            .status()
+            .unwrap()
+    };
+    let caught = |f: &dyn Fn()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err();
+    g.check("ok", status("0"), b"", b"");
+    g.check("bad input", status("1"), b"", b"error: x");
+    assert!(caught(&|| g.check("timeout", status("124"), b"", b"")));
+    assert!(caught(&|| g.check("crash", status("134"), b"", b"")));
+    g.secret(Some("alice"), "pw-1234");
+    assert!(caught(&|| g.check(
+        "leak",
+        status("1"),
+        b"",
+        b"error: pw-1234"
+    )));
+    assert!(caught(&|| g.check(
+        "leak",
+        status("0"),
+        b"YWxpY2U6cHctMTIzNA==",
+        b""
+    )));
 }

@@ -15,8 +15,7 @@ fn fixture() -> tempfile::TempDir {
     let etc = t.path().join("deploy/usr/etc");
     std::fs::create_dir_all(etc.join("app")).unwrap();
     std::fs::write(etc.join("app/conf"), b"image").unwrap();
-    std::fs::set_permissions(etc.join("app/conf"), std::fs::Permissions::from_mode(0o640))
-        .unwrap();
+    std::fs::set_permissions(etc.join("app/conf"), std::fs::Permissions::from_mode(0o640)).unwrap();
     symlink(&outside, etc.join("abs")).unwrap();
     symlink("../../../outside/etc", etc.join("rel")).unwrap();
     t

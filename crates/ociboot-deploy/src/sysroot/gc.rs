@@ -208,7 +208,10 @@ mod tests {
         let r = s.gc(&lock, &[], false).unwrap();
         assert_eq!(r.deployments, 1);
         assert!(!exists(&e0));
-        assert_eq!(std::fs::read_to_string(outside.join("sub/file")).unwrap(), "host");
+        assert_eq!(
+            std::fs::read_to_string(outside.join("sub/file")).unwrap(),
+            "host"
+        );
     }
 
     #[test]

@@ -174,9 +174,7 @@ fn created_and_changed_only_beneath_never_through_a_link() {
     for p in ["etc/abs/new", "etc/rel/new"] {
         assert!(r.create_file(p, 0o644).is_err(), "{p}");
         assert!(r.create_dir(p, 0o755).is_err(), "{p}");
-        assert!(r
-            .mknod(p, rustix::fs::FileType::Fifo, 0o600, 0)
-            .is_err());
+        assert!(r.mknod(p, rustix::fs::FileType::Fifo, 0o600, 0).is_err());
     }
     for p in ["etc/abs/secret", "etc/rel/secret"] {
         assert!(r.set_mode(p, 0o777).is_err(), "{p}");
@@ -234,5 +232,9 @@ fn new_files_directories_and_metadata_beneath() {
     // A filesystem without xattrs has none; one with them lists what was set.
     let _ = r.set_xattr("etc/real/f", b"user.ociboot-test", b"v");
     let x = r.xattrs("etc/real/f").unwrap();
-    assert!(x.is_empty() || x.iter().any(|(n, v)| n == b"user.ociboot-test" && v == b"v"));
+    assert!(
+        x.is_empty()
+            || x.iter()
+                .any(|(n, v)| n == b"user.ociboot-test" && v == b"v")
+    );
 }
