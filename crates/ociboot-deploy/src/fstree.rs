@@ -206,8 +206,8 @@ fn copy_meta(
         tv_nsec: ns as _,
     };
     let times = rustix::fs::Timestamps {
-        last_access: t(st.st_atime as i64, st.st_atime_nsec as u64),
-        last_modification: t(st.st_mtime as i64, st.st_mtime_nsec as u64),
+        last_access: t(st.st_atime, st.st_atime_nsec),
+        last_modification: t(st.st_mtime, st.st_mtime_nsec),
     };
     dst.set_times(dst_rel, &times)?;
     Ok(())
