@@ -288,3 +288,6 @@ fn make_dir_like(src: &Root, dst: &Root, rel: &Path) -> Result<()> {
     dst.create_dir(rel, 0o700)?;
     fstree::copy_meta_in(src, rel, dst, rel)
 }
+
+#[cfg(test)]
+mod tests;
