@@ -29,4 +29,11 @@ mkdir -p "$sysroot"
 (cd .. && cargo run -q --release -p ociboot -- --quiet --sysroot "$sysroot" image pull "oci:$FX/tricky:gzip")
 cp "$sysroot"/ociboot/store/layers/* corpus/record/
 for t in "$sysroot"/ociboot/store/images/*/tree; do cp "$t" "corpus/record/tree-$(basename "$(dirname "$t")")"; done
-echo "seeded: $(ls corpus/tar_layer | wc -l) layers, $(ls corpus/manifest | wc -l) manifests, $(ls corpus/record | wc -l) records"
+# etc_merge: three trees from 4-byte operations (tree and depth, names, kind, argument; see
+# fuzz_targets/etc_merge.rs): a changed file below a directory the new image made a symlink
+# out, an added directory where it has a relative link out, a file/directory swap, a FIFO.
+mkdir -p corpus/etc_merge
+printf '\x03\x04\x00\x00\x04\x04\x00\x01\x02\x00\x03\x00' >corpus/etc_merge/parent-link
+printf '\x04\x02\x00\x00\x02\x02\x03\x02\x00\x01\x00\x00' >corpus/etc_merge/added-dir-link
+printf '\x00\x01\x02\x00\x01\x01\x00\x00\x05\x05\x00\x00\x02\x01\x04\x00\x01\x03\x03\x01' >corpus/etc_merge/swap-fifo
+echo "seeded: $(ls corpus/etc_merge | wc -l) etc trees, $(ls corpus/tar_layer | wc -l) layers, $(ls corpus/manifest | wc -l) manifests, $(ls corpus/record | wc -l) records"

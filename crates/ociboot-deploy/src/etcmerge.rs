@@ -5,11 +5,17 @@
 //! Conflicts that cannot be merged (a local file where the new image has a directory, a local
 //! change below something the new image made a symlink or a file) are found by [`plan`] before
 //! anything is written, so staging refuses them instead of failing at shutdown.
+//!
+//! Both trees are read and written through [`Root`]s (`RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS`): a symlink the new image planted where the admin has a directory is
+//! replaced or reported, never written through; a symlink is copied as a symlink.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Ctx, Error, Result};
+use ociboot_fs::beneath::Root;
+
+use crate::error::{Error, Result};
 use crate::fstree::{self, FsEntry, Kind};
 
 /// Local changes: `orig` (pristine /etc of the running image) → `modified` (the live /etc).
@@ -73,7 +79,7 @@ pub struct Plan {
 /// diff is small; the new /etc need not be read whole). Like a scan, a path below anything
 /// that is not a directory is absent.
 struct Lookup<'a> {
-    root: &'a Path,
+    root: Option<&'a Root>,
     seen: std::collections::HashMap<PathBuf, Option<FsEntry>>,
 }
 
@@ -86,10 +92,9 @@ impl Lookup<'_> {
             Some(p) => self.get(p)?.is_some_and(|e| e.is_dir()),
             None => true,
         };
-        let e = if parent_ok {
-            fstree::stat(&self.root.join(rel))?
-        } else {
-            None
+        let e = match self.root {
+            Some(root) if parent_ok => fstree::stat_in(root, rel)?,
+            _ => None,
         };
         self.seen.insert(rel.to_path_buf(), e.clone());
         Ok(e)
@@ -98,6 +103,15 @@ impl Lookup<'_> {
 
 /// Check that `diff` (from `modified_root`) can be applied to the new /etc at `new_root`.
 pub fn plan(diff: EtcDiff, modified: &BTreeMap<PathBuf, FsEntry>, new_root: &Path) -> Result<Plan> {
+    plan_in(diff, modified, Some(&Root::open(new_root)?))
+}
+
+/// [`plan`] against the new /etc opened as a root; `None` for an image without /etc.
+pub fn plan_in(
+    diff: EtcDiff,
+    modified: &BTreeMap<PathBuf, FsEntry>,
+    new_root: Option<&Root>,
+) -> Result<Plan> {
     let mut new = Lookup {
         root: new_root,
         seen: Default::default(),
@@ -173,7 +187,22 @@ pub fn check_scanned(
     m: &BTreeMap<PathBuf, FsEntry>,
     new: &Path,
 ) -> Result<()> {
-    let p = plan(diff(o, m), m, new)?;
+    conflicts(plan(diff(o, m), m, new)?)
+}
+
+/// [`check_scanned`] against the pristine /etc (`usr/etc`) of the deployment at `root`,
+/// resolved beneath it: a `usr` or `usr/etc` that is not a real directory is refused with an
+/// error naming it (through a symlink, the check would read a directory of the host).
+pub fn check_deployment(
+    o: &BTreeMap<PathBuf, FsEntry>,
+    m: &BTreeMap<PathBuf, FsEntry>,
+    root: &Path,
+) -> Result<()> {
+    let new = fstree::dir_in(&Root::open(root)?, Path::new("usr/etc"))?;
+    conflicts(plan_in(diff(o, m), m, new.as_ref())?)
+}
+
+fn conflicts(p: Plan) -> Result<()> {
     if !p.conflicts.is_empty() {
         return Err(Error::EtcConflict(p.conflicts));
     }
@@ -196,25 +225,23 @@ pub fn merge_scanned(
     modified: &Path,
     new: &Path,
 ) -> Result<MergeStats> {
-    let d = diff(o, m);
-    let p = plan(d, m, new)?;
+    let src = Root::open(modified)?;
+    let dst = Root::open(new)?;
+    let p = plan_in(diff(o, m), m, Some(&dst))?;
     if !p.conflicts.is_empty() {
         return Err(Error::EtcConflict(p.conflicts));
     }
     let d = p.diff;
     // Removed only where the path is, beneath the new /etc: if the new image made a parent a
     // symlink, the admin's removal has nothing to remove there (and must not follow it).
-    let beneath = ociboot_fs::beneath::Root::open(new)?;
     for r in &d.removed {
-        if beneath.stat(r)?.is_some() {
-            beneath.remove(r)?;
+        if dst.stat(r)?.is_some() {
+            dst.remove(r)?;
         }
     }
     let mut changed: Vec<&PathBuf> = d.modified.iter().chain(&d.added).collect();
     changed.sort();
     for rel in changed {
-        let src = modified.join(rel);
-        let dst = new.join(rel);
         let Some(local) = m.get(rel) else { continue };
         if matches!(local.kind, Kind::Special(_)) {
             continue;
@@ -223,29 +250,29 @@ pub fn merge_scanned(
         let mut missing = Vec::new();
         let mut a = rel.parent();
         while let Some(x) = a {
-            if x.as_os_str().is_empty() || new.join(x).exists() {
+            if x.as_os_str().is_empty() || dst.stat(x)?.is_some() {
                 break;
             }
-            missing.push(x.to_path_buf());
+            missing.push(x);
             a = x.parent();
         }
-        for x in missing.iter().rev() {
-            let dir = new.join(x);
-            std::fs::create_dir(&dir).at("creating", &dir)?;
-            fstree::copy_dir_meta(&modified.join(x), &dir)?;
+        for x in missing.into_iter().rev() {
+            make_dir_like(&src, &dst, x)?;
         }
-        let existing = fstree::stat(&dst)?;
+        let existing = dst.stat(rel)?;
         match (existing, local.is_dir()) {
             // Directories are made one level at a time: their children are in the list too.
-            (Some(e), true) if e.is_dir() => fstree::copy_dir_meta(&src, &dst)?,
-            (Some(_), true) => {
-                ociboot_fs::remove_any(&dst)?;
-                make_dir_like(&src, &dst)?;
+            (Some(ociboot_fs::beneath::Kind::Dir), true) => {
+                fstree::copy_meta_in(&src, rel, &dst, rel)?
             }
-            (None, true) => make_dir_like(&src, &dst)?,
+            (Some(_), true) => {
+                dst.remove(rel)?;
+                make_dir_like(&src, &dst, rel)?;
+            }
+            (None, true) => make_dir_like(&src, &dst, rel)?,
             (_, false) => {
-                ociboot_fs::remove_any(&dst)?;
-                fstree::copy_path(&src, &dst)?;
+                dst.remove(rel)?;
+                fstree::copy_in(&src, rel, &dst, rel)?;
             }
         }
     }
@@ -256,7 +283,11 @@ pub fn merge_scanned(
     })
 }
 
-fn make_dir_like(src: &Path, dst: &Path) -> Result<()> {
-    std::fs::create_dir(dst).at("creating", dst)?;
-    fstree::copy_dir_meta(src, dst)
+/// Create the directory `rel` beneath `dst` with the owner, mode and xattrs of the admin's.
+fn make_dir_like(src: &Root, dst: &Root, rel: &Path) -> Result<()> {
+    dst.create_dir(rel, 0o700)?;
+    fstree::copy_meta_in(src, rel, dst, rel)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,12 +1,17 @@
-//! Reading and copying real directory trees (for /etc and /var), with owners, modes, xattrs
-//! and symlinks kept as they are and never followed.
+//! Reading and copying real directory trees (/etc and /var), with owners, modes, xattrs and
+//! symlinks kept as they are.
+//!
+//! Every operation goes through a [`Root`] (`openat2` with `RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS`, the last component acted on with the `*at` call that does not follow
+//! it): a symlink is read and re-created, never followed, and nothing outside the tree a
+//! function was given is read or written, whatever symlinks an image planted in it.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
+use ociboot_fs::beneath::{Root, MAX_DEPTH};
+use rustix::fs::FileType;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Ctx, Error, Result};
@@ -49,13 +54,17 @@ impl FsEntry {
     }
 }
 
-fn hash_file(p: &Path) -> Result<([u8; 32], u64)> {
-    let mut f = std::fs::File::open(p).at("reading", p)?;
+/// A scanned tree: every path (relative), sorted so that parents come first.
+pub type Scan = BTreeMap<PathBuf, FsEntry>;
+
+fn hash_file(root: &Root, rel: &Path) -> Result<([u8; 32], u64)> {
+    let mut f = root.open_regular(rel)?;
+    let p = root.show(rel);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 << 10];
     let mut n = 0u64;
     loop {
-        let r = f.read(&mut buf).at("reading", p)?;
+        let r = f.read(&mut buf).at("reading", &p)?;
         if r == 0 {
             break;
         }
@@ -65,185 +74,239 @@ fn hash_file(p: &Path) -> Result<([u8; 32], u64)> {
     Ok((h.finalize().into(), n))
 }
 
-/// Describe one path (not following a final symlink).
-pub fn stat(p: &Path) -> Result<Option<FsEntry>> {
-    let m = match std::fs::symlink_metadata(p) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ociboot_fs::IoError::at("stat", p, e).into()),
+/// Describe `rel` beneath `root`, not following it. `None` when nothing is there, also when a
+/// symlink or a non-directory stands on the way (the path leads nowhere inside the tree).
+pub fn stat_in(root: &Root, rel: &Path) -> Result<Option<FsEntry>> {
+    let Some(st) = root.lstat(rel)? else {
+        return Ok(None);
     };
-    let ft = m.file_type();
-    let kind = if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_symlink() {
-        Kind::Symlink(std::fs::read_link(p).at("readlink", p)?)
-    } else if ft.is_file() {
-        let (sha256, size) = hash_file(p)?;
-        Kind::File { sha256, size }
-    } else {
-        Kind::Special(m.mode() & 0o170000)
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => Kind::Dir,
+        FileType::Symlink => Kind::Symlink(root.read_link(rel)?),
+        FileType::RegularFile => {
+            let (sha256, size) = hash_file(root, rel)?;
+            Kind::File { sha256, size }
+        }
+        _ => Kind::Special(st.st_mode & 0o170000),
     };
     Ok(Some(FsEntry {
         kind,
-        mode: m.mode() & 0o7777,
-        uid: m.uid(),
-        gid: m.gid(),
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
     }))
 }
 
-/// Every path below `root` (relative, sorted so parents come first), without following symlinks.
-pub fn scan(root: &Path) -> Result<BTreeMap<PathBuf, FsEntry>> {
-    let mut out = BTreeMap::new();
-    if !root.exists() {
-        return Ok(out);
+/// Every path below the directory `path` (a path this process chose: its own components may
+/// be followed), without following anything inside it. A missing directory scans empty.
+pub fn scan(path: &Path) -> Result<Scan> {
+    match Root::open(path) {
+        Ok(root) => scan_root(&root),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Scan::new()),
+        Err(e) => Err(e.into()),
     }
-    fn rec(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, FsEntry>) -> Result<()> {
-        let dir = root.join(rel);
-        let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .at("reading", &dir)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<std::io::Result<_>>()
-            .at("reading", &dir)?;
-        names.sort();
-        for n in names {
+}
+
+/// Every path below `root` itself (relative), without following symlinks.
+pub fn scan_root(root: &Root) -> Result<Scan> {
+    fn rec(root: &Root, rel: &Path, depth: usize, out: &mut Scan) -> Result<()> {
+        if depth >= MAX_DEPTH {
+            return Err(Error::Invalid(format!(
+                "{}: more than {MAX_DEPTH} directories deep",
+                root.show(rel).display()
+            )));
+        }
+        for n in root.list(dot(rel))? {
             let r = rel.join(&n);
-            if let Some(e) = stat(&root.join(&r))? {
+            if let Some(e) = stat_in(root, &r)? {
                 let is_dir = e.is_dir();
                 out.insert(r.clone(), e);
                 if is_dir {
-                    rec(root, &r, out)?;
+                    rec(root, &r, depth + 1, out)?;
                 }
             }
         }
         Ok(())
     }
-    rec(root, Path::new(""), &mut out)?;
+    let mut out = Scan::new();
+    rec(root, Path::new(""), 0, &mut out)?;
     Ok(out)
 }
 
-fn cstr(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::Invalid(format!("{}: NUL in path", p.display())))
+fn dot(p: &Path) -> &Path {
+    if p.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        p
+    }
 }
 
-/// Copy extended attributes from one path to another (neither followed if a symlink).
-pub fn copy_xattrs(src: &Path, dst: &Path) -> Result<()> {
-    for (name, value) in ociboot_fs::read_xattrs(src)? {
-        let cname = CString::new(name).map_err(|_| Error::Invalid("xattr name".into()))?;
-        rustix::fs::lsetxattr(
-            dst,
-            cname.as_c_str(),
-            &value,
-            rustix::fs::XattrFlags::empty(),
-        )
-        .ctx(|| {
-            format!(
-                "setting xattr {} on {}",
-                cname.to_string_lossy(),
-                dst.display()
-            )
-        })?;
+/// The directory `rel` beneath `root` (`usr/etc`, `etc` of a deployment) as a root of its
+/// own; `None` when it does not exist. Every component must be a real directory: a symlink
+/// (or a file) on the way is an error naming it, never followed.
+pub fn dir_in(root: &Root, rel: &Path) -> Result<Option<Root>> {
+    let mut at = PathBuf::new();
+    for c in rel.components() {
+        at.push(c);
+        match root.stat(&at)? {
+            None => return Ok(None),
+            Some(ociboot_fs::beneath::Kind::Dir) => {}
+            Some(k) => {
+                let what = match k {
+                    ociboot_fs::beneath::Kind::Symlink => "a symlink",
+                    ociboot_fs::beneath::Kind::File => "a file",
+                    _ => "a special file",
+                };
+                return Err(Error::Invalid(format!(
+                    "{}: {what}, not a directory: /{} must be a real directory",
+                    root.show(&at).display(),
+                    rel.display()
+                )));
+            }
+        }
     }
-    Ok(())
+    Ok(Some(root.open_dir(rel)?))
 }
 
-/// Give `dst` the owner, mode, xattrs and times of `src` (symlinks: owner, xattrs, times).
-fn copy_meta(src: &Path, dst: &Path, m: &std::fs::Metadata) -> Result<()> {
-    let is_link = m.file_type().is_symlink();
-    let c = cstr(dst)?;
-    rustix::fs::chownat(
-        rustix::fs::CWD,
-        c.as_c_str(),
-        Some(rustix::fs::Uid::from_raw(m.uid())),
-        Some(rustix::fs::Gid::from_raw(m.gid())),
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .at("chown", dst)?;
-    if !is_link {
-        rustix::fs::chmod(
-            c.as_c_str(),
-            rustix::fs::Mode::from_raw_mode(m.mode() & 0o7777),
-        )
-        .at("chmod", dst)?;
+/// Every path below `rel` beneath `root`; empty when `rel` does not exist, an error when a
+/// symlink or a file stands where a directory of it should be ([`dir_in`]).
+pub fn scan_in(root: &Root, rel: &Path) -> Result<Scan> {
+    match dir_in(root, rel)? {
+        Some(d) => scan_root(&d),
+        None => Ok(Scan::new()),
     }
-    copy_xattrs(src, dst)?;
-    let t = |s: i64, ns: i64| rustix::fs::Timespec {
+}
+
+/// Give `dst_rel` beneath `dst` the owner, mode, xattrs and times of `src_rel` beneath `src`
+/// (symlinks: owner, xattrs, times). Neither is followed.
+pub fn copy_meta_in(src: &Root, src_rel: &Path, dst: &Root, dst_rel: &Path) -> Result<()> {
+    let st = src
+        .lstat(src_rel)?
+        .ok_or_else(|| Error::Invalid(format!("{}: vanished", src.show(src_rel).display())))?;
+    copy_meta(src, src_rel, dst, dst_rel, &st)
+}
+
+fn copy_meta(
+    src: &Root,
+    src_rel: &Path,
+    dst: &Root,
+    dst_rel: &Path,
+    st: &rustix::fs::Stat,
+) -> Result<()> {
+    // chown first: it clears setuid/setgid bits that the chmod then sets.
+    dst.set_owner(dst_rel, st.st_uid, st.st_gid)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+        dst.set_mode(dst_rel, st.st_mode & 0o7777)?;
+    }
+    for (name, value) in src.xattrs(src_rel)? {
+        dst.set_xattr(dst_rel, &name, &value)?;
+    }
+    let t = |s: i64, ns: u64| rustix::fs::Timespec {
         tv_sec: s,
         tv_nsec: ns as _,
     };
     let times = rustix::fs::Timestamps {
-        last_access: t(m.atime(), m.atime_nsec()),
-        last_modification: t(m.mtime(), m.mtime_nsec()),
+        last_access: t(st.st_atime, st.st_atime_nsec),
+        last_modification: t(st.st_mtime, st.st_mtime_nsec),
     };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        c.as_c_str(),
-        &times,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .at("setting times of", dst)?;
+    dst.set_times(dst_rel, &times)?;
     Ok(())
 }
 
-/// Copy `src` (file, symlink, special file or whole directory) to `dst`, which must not exist,
-/// keeping everything but the inode. Never follows a symlink inside `src`.
-pub fn copy_path(src: &Path, dst: &Path) -> Result<()> {
-    let m = std::fs::symlink_metadata(src).at("stat", src)?;
-    let ft = m.file_type();
-    if ft.is_dir() {
-        std::fs::create_dir(dst).at("creating", dst)?;
-        let mut names: Vec<_> = std::fs::read_dir(src)
-            .at("reading", src)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<std::io::Result<_>>()
-            .at("reading", src)?;
-        names.sort();
-        for n in names {
-            copy_path(&src.join(&n), &dst.join(&n))?;
+/// Copy `src_rel` beneath `src` (file, symlink, special file or whole directory) to `dst_rel`
+/// beneath `dst`, which must not exist, keeping everything but the inode. A symlink is copied
+/// as a symlink (its target read and written as it is); a symlink on the way to either path is
+/// an error. Sockets are not copied.
+pub fn copy_in(src: &Root, src_rel: &Path, dst: &Root, dst_rel: &Path) -> Result<()> {
+    // A symlink on the way is named in the error (the kernel would only say ELOOP).
+    for (root, rel) in [(src, src_rel), (dst, dst_rel)] {
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            dir_in(root, parent)?;
         }
-    } else if ft.is_symlink() {
-        let t = std::fs::read_link(src).at("readlink", src)?;
-        std::os::unix::fs::symlink(&t, dst).at("creating symlink", dst)?;
-    } else if ft.is_file() {
-        let mut i = std::fs::File::open(src).at("reading", src)?;
-        let mut o = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(dst)
-            .at("creating", dst)?;
-        std::io::copy(&mut i, &mut o)
-            .ctx(|| format!("copying {} to {}", src.display(), dst.display()))?;
-    } else {
-        let ftype = if ft.is_fifo() {
-            rustix::fs::FileType::Fifo
-        } else if ft.is_char_device() {
-            rustix::fs::FileType::CharacterDevice
-        } else if ft.is_block_device() {
-            rustix::fs::FileType::BlockDevice
-        } else {
-            // sockets are not copied
-            return Ok(());
-        };
-        let c = cstr(dst)?;
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            c.as_c_str(),
-            ftype,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            m.rdev(),
-        )
-        .at("creating", dst)?;
     }
-    copy_meta(src, dst, &m)
+    copy_rec(src, src_rel, dst, dst_rel, 0)
 }
 
-/// Set a directory's owner and mode to those of another.
-pub fn copy_dir_meta(src: &Path, dst: &Path) -> Result<()> {
-    let m = std::fs::symlink_metadata(src).at("stat", src)?;
-    copy_meta(src, dst, &m)
+fn copy_rec(src: &Root, s: &Path, dst: &Root, d: &Path, depth: usize) -> Result<()> {
+    let st = src.lstat(s)?.ok_or_else(|| {
+        Error::Io(ociboot_fs::IoError::at(
+            "stat",
+            src.show(s),
+            std::io::ErrorKind::NotFound.into(),
+        ))
+    })?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => {
+            if depth >= MAX_DEPTH {
+                return Err(Error::Invalid(format!(
+                    "{}: more than {MAX_DEPTH} directories deep",
+                    src.show(s).display()
+                )));
+            }
+            dst.create_dir(d, 0o700)?;
+            for n in src.list(dot(s))? {
+                copy_rec(src, &s.join(&n), dst, &d.join(&n), depth + 1)?;
+            }
+        }
+        FileType::Symlink => dst.symlink(src.read_link(s)?, d)?,
+        FileType::RegularFile => {
+            let mut i = src.open_regular(s)?;
+            let mut o = dst.create_file(d, 0o600)?;
+            std::io::copy(&mut i, &mut o).ctx(|| {
+                format!(
+                    "copying {} to {}",
+                    src.show(s).display(),
+                    dst.show(d).display()
+                )
+            })?;
+        }
+        ft @ (FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice) => {
+            dst.mknod(d, ft, 0o600, st.st_rdev)?
+        }
+        // sockets are not copied
+        _ => return Ok(()),
+    }
+    copy_meta(src, s, dst, d, &st)
+}
+
+/// Copy `src` to `dst` (which must not exist) as [`copy_in`] does, both resolved beneath
+/// their deepest common directory: that directory is a path this process chose (a
+/// deployment), everything below it is not followed. `partial/usr/etc` → `partial/etc` never
+/// reads through a `usr` the image made a symlink.
+pub fn copy_path(src: &Path, dst: &Path) -> Result<()> {
+    let common: PathBuf = src
+        .components()
+        .zip(dst.components())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    let rel = |p: &Path| p.strip_prefix(&common).map(Path::to_path_buf);
+    let (Ok(s), Ok(d)) = (rel(src), rel(dst)) else {
+        return Err(Error::Invalid(format!(
+            "copying {} to {}: no common directory",
+            src.display(),
+            dst.display()
+        )));
+    };
+    if d.as_os_str().is_empty() || !is_plain_relative(&s) || !is_plain_relative(&d) {
+        return Err(Error::Invalid(format!(
+            "copying {} to {}: not two paths beneath one directory",
+            src.display(),
+            dst.display()
+        )));
+    }
+    let root = Root::open(if common.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        &common
+    })?;
+    copy_in(&root, &s, &root, &d)
 }
 
 /// A relative path with only normal components.
 pub fn is_plain_relative(p: &Path) -> bool {
     p.components().all(|c| matches!(c, Component::Normal(_)))
 }
+
+#[cfg(test)]
+mod tests;

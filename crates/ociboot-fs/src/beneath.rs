@@ -246,30 +246,14 @@ impl Root {
     /// also when a symlink or a non-directory stands on the way to it (the path leads
     /// nowhere inside the tree).
     pub fn stat(&self, rel: impl AsRef<Path>) -> Result<Option<Kind>, IoError> {
-        let rel = rel.as_ref();
-        let blocked = [
-            rustix::io::Errno::NOENT,
-            rustix::io::Errno::LOOP,
-            rustix::io::Errno::NOTDIR,
-        ]
-        .map(|e| Some(e.raw_os_error()));
-        let (dir, name) = match self.parent_fd(rel) {
-            Ok(x) => x,
-            Err(e) if blocked.contains(&e.raw_os_error()) => return Ok(None),
-            Err(e) => return Err(self.err("stat", rel)(e)),
-        };
-        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some(
-                match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-                    rustix::fs::FileType::RegularFile => Kind::File,
-                    rustix::fs::FileType::Directory => Kind::Dir,
-                    rustix::fs::FileType::Symlink => Kind::Symlink,
-                    _ => Kind::Other,
-                },
-            )),
-            Err(rustix::io::Errno::NOENT) => Ok(None),
-            Err(e) => Err(self.err("stat", rel)(e.into())),
-        }
+        Ok(self
+            .lstat(rel)?
+            .map(|st| match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                rustix::fs::FileType::RegularFile => Kind::File,
+                rustix::fs::FileType::Directory => Kind::Dir,
+                rustix::fs::FileType::Symlink => Kind::Symlink,
+                _ => Kind::Other,
+            }))
     }
 
     /// The target of the symlink `rel`, as written (it is not resolved).
@@ -364,6 +348,8 @@ fn remove_at(dir: &impl AsFd, name: &CStr, depth: usize) -> io::Result<()> {
         Err(e) => Err(e.into()),
     }
 }
+
+mod meta;
 
 #[cfg(test)]
 mod tests;

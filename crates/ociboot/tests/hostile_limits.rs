@@ -33,14 +33,14 @@ fn layers_beyond_the_limits_are_refused_and_leave_nothing() {
         .collect();
     assert!(refused.len() >= 12, "{refused:?}");
     for (tag, want) in refused {
-        let h = Host::new(&format!("limit-{tag}"));
+        let h = Host::hostile(&format!("limit-{tag}"));
         let r = format!("oci:{}:{tag}", layout());
         let dest = h.path("rootfs");
         for args in [
             vec!["image", "pull", &r],
             vec!["image", "unpack", &r, dest.to_str().unwrap()],
         ] {
-            let out = h.cmd().args(&args).output().unwrap();
+            let out = h.output(h.cmd().args(&args));
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(1), "{tag} {args:?}: {err}");
             assert!(err.contains(&want), "{tag}: expected {want:?} in: {err}");
@@ -65,7 +65,7 @@ fn layers_just_within_the_limits_pull_and_unpack() {
         .map(|(tag, _)| tag)
         .collect();
     assert_eq!(good, ["ok-deep", "ok-name"]);
-    let h = Host::new("limit-ok");
+    let h = Host::hostile("limit-ok");
     for tag in &good {
         let r = format!("oci:{}:{tag}", layout());
         let dest = h.path(tag);
@@ -82,7 +82,7 @@ fn layers_just_within_the_limits_pull_and_unpack() {
 
 #[test]
 fn the_store_lock_is_private_and_names_no_arguments() {
-    let h = Host::new("lock-mode");
+    let h = Host::hostile("lock-mode");
     let r = format!("oci:{}:ok-name", layout());
     h.ok(&["image", "pull", &r]);
     let lock = h.sysroot().join("ociboot/lock");

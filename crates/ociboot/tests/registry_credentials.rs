@@ -164,7 +164,7 @@ fn a_plain_http_token_realm_on_another_host_never_gets_the_credentials() {
     // with an anonymous token, and the credentials never leave.
     let tok = token_service("localhost", issuer.clone(), true);
     let treg = TokenRegistry::start(&data, &format!("http://{}/token", tok.host), &issuer.cert());
-    let h = Host::new("realm-elsewhere");
+    let h = Host::hostile("realm-elsewhere");
     h.insecure(&treg.host);
     h.login(&treg.host, USER, PASS);
     let r = format!("{}/os/base:v1", treg.host);
@@ -188,7 +188,7 @@ fn a_plain_http_token_realm_on_another_host_never_gets_the_credentials() {
     // The same, but the realm wants a login: the error says the credentials were withheld.
     let tok = token_service("localhost", issuer.clone(), false);
     let treg = TokenRegistry::start(&data, &format!("http://{}/token", tok.host), &issuer.cert());
-    let h = Host::new("realm-elsewhere-login");
+    let h = Host::hostile("realm-elsewhere-login");
     h.insecure(&treg.host);
     h.login(&treg.host, USER, PASS);
     let err = h.fails(&["image", "pull", &format!("{}/os/base:v1", treg.host)]);
@@ -204,7 +204,7 @@ fn a_plain_http_token_realm_on_another_host_never_gets_the_credentials() {
     // A plain-HTTP realm on the insecure registry's own host gets them, and the pull works.
     let tok = token_service("127.0.0.1", issuer.clone(), false);
     let treg = TokenRegistry::start(&data, &format!("http://{}/token", tok.host), &issuer.cert());
-    let h = Host::new("realm-same-host");
+    let h = Host::hostile("realm-same-host");
     h.insecure(&treg.host);
     h.login(&treg.host, USER, PASS);
     let (ok, out, err) = h.run(&["image", "pull", &format!("{}/os/base:v1", treg.host)]);
@@ -226,7 +226,10 @@ fn set_mode(p: &Path, mode: u32) {
 fn auth_files_never_leak_into_the_output() {
     let reg = Registry::start(Some((USER, PASS)));
     reg.push(&format!("oci:{}:v1", layout("base")), "os/base:v1", None);
-    let h = Host::new("auth-leaks");
+    let h = Host::hostile("auth-leaks");
+    // Every run of this test is checked for these, whatever auth file it holds.
+    h.secret(Some(USER), PASS);
+    h.secret(None, &b64(&format!("{USER}{PASS}")));
     h.insecure(&reg.host());
     let r = format!("{}/os/base:v1", reg.host());
     let auth = h.path("auth.json");

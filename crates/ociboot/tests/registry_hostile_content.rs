@@ -108,7 +108,7 @@ fn deep_json_from_a_real_registry_is_refused_naming_the_blob() {
         &deep_manifest,
     );
 
-    let h = Host::new("deep-json");
+    let h = Host::hostile("deep-json");
     h.insecure(&host);
     for (tag, blob) in [
         ("deep-config", &config_digest),
@@ -170,7 +170,7 @@ fn a_missing_platform_shows_what_the_index_lists_in_full() {
         entries.join(",")
     );
     let outer_digest = put_manifest(&host, "os/base", "nested", OCI_INDEX, outer.as_bytes());
-    let h = Host::new("platforms");
+    let h = Host::hostile("platforms");
     h.insecure(&host);
     let err = h.fails(&["image", "pull", &format!("{host}/os/base:nested")]);
     for want in [
@@ -197,7 +197,7 @@ fn registry_error_bodies_reach_the_terminal_escaped_and_cut() {
             let ct = vec![("Content-Type".into(), "application/json".into())];
             (status, ct, body.clone())
         });
-        let h = Host::new("escapes");
+        let h = Host::hostile("escapes");
         h.insecure(&canned.host);
         let err = h.fails(&["image", "pull", &format!("{}/os/base:v1", canned.host)]);
         let line = err

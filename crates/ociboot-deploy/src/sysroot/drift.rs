@@ -2,7 +2,10 @@
 //! (`usr/etc`), and how the stateroot's `/var` differs from the image's `/var` that seeded it.
 //!
 //! Read-only: drift must never change a deployment, `/var` or the store. The image's `/var`
-//! is unpacked into a scratch directory under the run directory, removed afterwards.
+//! is unpacked into a scratch directory under the run directory, removed afterwards. Every
+//! tree is read through a `Root`, never following a symlink.
+
+use std::path::Path;
 
 use ociboot_store::{Store, Tree};
 
@@ -71,10 +74,13 @@ impl Sysroot {
     }
 }
 
-/// How a deployment's `etc` differs from its pristine `usr/etc`.
+/// How a deployment's `etc` differs from its pristine `usr/etc`, both read beneath the
+/// deployment's root: a `usr`, `usr/etc` or `etc` that is not a real directory (a symlink an
+/// image planted) is an error naming it, never read through.
 pub fn etc_drift(d: &Deployment) -> Result<EtcDiff> {
-    let o = fstree::scan(&d.root.join("usr/etc"))?;
-    let m = fstree::scan(&d.root.join("etc"))?;
+    let root = ociboot_fs::beneath::Root::open(&d.root)?;
+    let o = fstree::scan_in(&root, Path::new("usr/etc"))?;
+    let m = fstree::scan_in(&root, Path::new("etc"))?;
     Ok(etcmerge::diff(&o, &m))
 }
 

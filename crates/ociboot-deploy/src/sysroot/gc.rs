@@ -6,9 +6,12 @@
 //! Removal goes deployments → kernels → references → store content, each step removing only
 //! what nothing left on disk refers to. The GC must never remove a deployment that an entry
 //! (booted, rollback, pinned or other) or the staged state names, nor a kernel they use.
+//! Trees are removed through `ociboot_fs::beneath::Root`: nothing inside them is followed.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
+use ociboot_fs::beneath::Root;
 use ociboot_oci::{ImageReference, Sha256Digest};
 
 use super::{hit, State, Sysroot, SysrootLock};
@@ -86,17 +89,25 @@ impl Sysroot {
             keep.insert(d.key());
         }
         let mut live = Live::default();
-        let base = self.root.join("ociboot/deploy");
-        for sr in std::fs::read_dir(&base).into_iter().flatten().flatten() {
-            let stateroot = sr.file_name().to_string_lossy().to_string();
-            let dir = self.deploy_dir(&stateroot);
-            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let n = e.file_name().to_string_lossy().to_string();
+        // Deployment trees hold what images made (symlinks out included): each is removed
+        // beneath its deploy directory, nothing in it followed.
+        let base = match Root::open(self.root.join("ociboot/deploy")) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(live),
+            Err(e) => return Err(e.into()),
+        };
+        for sr in base.list("")? {
+            let stateroot = sr.to_string_lossy().to_string();
+            let Ok(dir) = base.open_dir(Path::new(&sr).join("deploy")) else {
+                continue;
+            };
+            for name in dir.list("")? {
+                let n = name.to_string_lossy().to_string();
                 let id = n.strip_suffix(".origin").unwrap_or(&n).to_string();
                 let key = format!("{stateroot}/{id}");
                 if keep.contains(&key) && !n.ends_with(".partial") {
                     if n.ends_with(".origin") {
-                        if let Ok(o) = Origin::read(&e.path()) {
+                        if let Ok(o) = Origin::read(&dir.show(Path::new(&name))) {
                             live.digests.insert(o.manifest_digest);
                             live.refs.insert(o.image.clone());
                         }
@@ -106,7 +117,7 @@ impl Sysroot {
                 if !n.ends_with(".origin") {
                     report.deployments += 1;
                 }
-                ociboot_fs::remove_any(&e.path())?;
+                dir.remove(&name)?;
             }
         }
         Ok(live)
@@ -128,8 +139,10 @@ impl Sysroot {
         }
         let mut n = 0;
         for k in bls::unused_kernel_dirs(&self.boot, &kernel_users)? {
-            ociboot_fs::remove_any(&k)?;
-            n += 1;
+            if let (Some(dir), Some(name)) = (k.parent(), k.file_name()) {
+                Root::open(dir)?.remove(name)?;
+                n += 1;
+            }
         }
         Ok(n)
     }
@@ -178,6 +191,27 @@ mod tests {
         // Nothing left to remove: a second pass removes nothing.
         let r = s.gc(&lock, &[], false).unwrap();
         assert_eq!((r.deployments, r.kernels, r.refs), (0, 0, 0));
+    }
+
+    #[test]
+    fn gc_removes_links_in_a_deployment_not_what_they_point_at() {
+        let (d, s) = fake_sysroot(&["a.0", "e.0"]);
+        bls::write_entries(&s.boot, &[entry("a.0", "k1")], || {}).unwrap();
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(outside.join("sub")).unwrap();
+        std::fs::write(outside.join("sub/file"), "host").unwrap();
+        let e0 = s.deploy_dir("default").join("e.0");
+        std::fs::create_dir_all(e0.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&outside, e0.join("etc/abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../outside/sub", e0.join("etc/rel")).unwrap();
+        let lock = s.lock(&|h| panic!("lock held by {h}")).unwrap();
+        let r = s.gc(&lock, &[], false).unwrap();
+        assert_eq!(r.deployments, 1);
+        assert!(!exists(&e0));
+        assert_eq!(
+            std::fs::read_to_string(outside.join("sub/file")).unwrap(),
+            "host"
+        );
     }
 
     #[test]

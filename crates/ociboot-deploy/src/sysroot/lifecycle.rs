@@ -40,9 +40,13 @@ type Scan = BTreeMap<PathBuf, FsEntry>;
 
 /// Scan `booted`'s pristine and live /etc on a second thread while `work` runs.
 fn scan_etc_while<T>(booted: &Deployment, work: impl FnOnce() -> T) -> (Result<(Scan, Scan)>, T) {
-    let (orig, live) = (booted.root.join("usr/etc"), booted.root.join("etc"));
+    // Both read beneath the deployment: never through a symlink an image made of usr or etc.
+    let scan = |rel: &str| -> Result<Scan> {
+        let root = ociboot_fs::beneath::Root::open(&booted.root)?;
+        fstree::scan_in(&root, Path::new(rel))
+    };
     std::thread::scope(|s| {
-        let scans = s.spawn(|| Ok::<_, Error>((fstree::scan(&orig)?, fstree::scan(&live)?)));
+        let scans = s.spawn(|| Ok::<_, Error>((scan("usr/etc")?, scan("etc")?)));
         let done = work();
         let scans = ociboot_store::error::join_worker(scans.join(), || {
             format!("/etc scanner for {}", booted.key())
@@ -149,7 +153,7 @@ impl Sysroot {
         };
         // The merge itself happens at finalize, with /etc as it is then; conflicts now.
         let (o, m) = scans.map_err(cleanup)?;
-        etcmerge::check_scanned(&o, &m, &co.root.join("usr/etc")).map_err(cleanup)?;
+        etcmerge::check_deployment(&o, &m, &co.root).map_err(cleanup)?;
         super::entries::check_init(&co.root, &image.to_string()).map_err(cleanup)?;
         let new_image_kargs = kargs::image_kargs(&co.root).map_err(cleanup)?;
         let spec = OriginSpec {

@@ -167,3 +167,74 @@ fn in_root_resolution_follows_links_as_a_chroot_would() {
     );
     assert!(secret_is_there(&t));
 }
+
+#[test]
+fn created_and_changed_only_beneath_never_through_a_link() {
+    let (t, r) = hostile();
+    for p in ["etc/abs/new", "etc/rel/new"] {
+        assert!(r.create_file(p, 0o644).is_err(), "{p}");
+        assert!(r.create_dir(p, 0o755).is_err(), "{p}");
+        assert!(r.mknod(p, rustix::fs::FileType::Fifo, 0o600, 0).is_err());
+    }
+    for p in ["etc/abs/secret", "etc/rel/secret"] {
+        assert!(r.set_mode(p, 0o777).is_err(), "{p}");
+        assert!(r.set_owner(p, 0, 0).is_err(), "{p}");
+        assert!(r.xattrs(p).is_err(), "{p}");
+        assert!(r.lstat(p).unwrap().is_none(), "{p}");
+    }
+    // A link at the end: its mode is refused (chmod would follow it), its own owner and
+    // times are set, the target's stay.
+    use std::os::unix::fs::MetadataExt;
+    let secret = t.path().join("outside/secret");
+    let before = std::fs::metadata(&secret).unwrap();
+    assert!(r.set_mode("etc/file-link", 0o777).is_err());
+    r.set_owner("etc/file-link", before.uid(), before.gid())
+        .unwrap();
+    let zero = rustix::fs::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    r.set_times(
+        "etc/file-link",
+        &rustix::fs::Timestamps {
+            last_access: zero,
+            last_modification: zero,
+        },
+    )
+    .unwrap();
+    let after = std::fs::metadata(&secret).unwrap();
+    assert_eq!(after.mode(), before.mode());
+    assert_eq!(after.mtime(), before.mtime());
+    assert_eq!(
+        std::fs::symlink_metadata(r.show(Path::new("etc/file-link")))
+            .unwrap()
+            .mtime(),
+        0
+    );
+    assert!(!t.path().join("outside/new").exists());
+    assert!(secret_is_there(&t));
+}
+
+#[test]
+fn new_files_directories_and_metadata_beneath() {
+    let (_t, r) = hostile();
+    use std::io::Write;
+    r.create_file("etc/real/f", 0o600)
+        .unwrap()
+        .write_all(b"x")
+        .unwrap();
+    assert!(r.create_file("etc/real/f", 0o600).is_err(), "O_EXCL");
+    r.create_dir("etc/real/d", 0o700).unwrap();
+    r.set_mode("etc/real/d", 0o751).unwrap();
+    let st = r.lstat("etc/real/d").unwrap().unwrap();
+    assert_eq!(st.st_mode & 0o7777, 0o751);
+    assert_eq!(r.read("etc/real/f", 10).unwrap(), b"x");
+    // A filesystem without xattrs has none; one with them lists what was set.
+    let _ = r.set_xattr("etc/real/f", b"user.ociboot-test", b"v");
+    let x = r.xattrs("etc/real/f").unwrap();
+    assert!(
+        x.is_empty()
+            || x.iter()
+                .any(|(n, v)| n == b"user.ociboot-test" && v == b"v")
+    );
+}

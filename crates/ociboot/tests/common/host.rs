@@ -5,15 +5,26 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::hostile::Guard;
 use super::scratch;
 
 /// A sysroot and the `ociboot` binary pointed at it.
 pub struct Host {
     pub dir: tempfile::TempDir,
     pub env: Vec<(String, String)>,
+    /// For hostile-input tests: limits on every run, output checks, the canary.
+    pub guard: Option<Guard>,
 }
 
 impl Host {
+    /// A host for a hostile-input test: every run of the binary under the memory and time
+    /// limits, its output checked for credentials, the canary compared when the host goes.
+    pub fn hostile(name: &str) -> Host {
+        let mut h = Host::new(name);
+        h.guard = Some(Guard::new());
+        h
+    }
+
     pub fn new(name: &str) -> Host {
         let dir = scratch(name);
         std::fs::create_dir(dir.path().join("sysroot")).unwrap();
@@ -37,6 +48,7 @@ impl Host {
                 ),
             ],
             dir,
+            guard: None,
         }
     }
 
@@ -60,6 +72,7 @@ impl Host {
 
     pub fn login(&self, registry: &str, user: &str, pass: &str) {
         use base64::Engine as _;
+        self.secret(Some(user), pass);
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
         std::fs::write(
             self.path("auth.json"),
@@ -68,8 +81,21 @@ impl Host {
         .unwrap();
     }
 
+    /// A credential no output may show (checked on a hostile host's runs).
+    pub fn secret(&self, user: Option<&str>, pass: &str) {
+        if let Some(g) = &self.guard {
+            g.secret(user, pass);
+        }
+    }
+
+    /// The binary pointed at this sysroot; on a hostile host, under the limits (run it with
+    /// [`Host::output`] so its status and output are checked).
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ociboot"));
+        let bin = Path::new(env!("CARGO_BIN_EXE_ociboot"));
+        let mut c = match &self.guard {
+            Some(g) => g.command(bin),
+            None => Command::new(bin),
+        };
         c.arg("--sysroot").arg(self.sysroot());
         for (k, v) in &self.env {
             c.env(k, v);
@@ -89,12 +115,21 @@ impl Host {
         for (k, v) in env {
             c.env(k, v);
         }
-        let out = c.output().unwrap();
+        let out = self.output(&mut c);
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// Run `c` (from [`Host::cmd`]); on a hostile host, check its status and output.
+    pub fn output(&self, c: &mut Command) -> std::process::Output {
+        let out = c.output().unwrap();
+        if let Some(g) = &self.guard {
+            g.check(&format!("{c:?}"), out.status, &out.stdout, &out.stderr);
+        }
+        out
     }
 
     /// Run and insist on success; returns stdout.

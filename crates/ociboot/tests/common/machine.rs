@@ -13,8 +13,16 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// A machine for a hostile-input test (see [`Host::hostile`]).
+    pub fn hostile(name: &str) -> Machine {
+        Machine::with(Host::hostile(name))
+    }
+
     pub fn new(name: &str) -> Machine {
-        let h = Host::new(name);
+        Machine::with(Host::new(name))
+    }
+
+    fn with(h: Host) -> Machine {
         let cmdline = h.path("cmdline");
         std::fs::write(&cmdline, "").unwrap();
         let mut m = Machine { h, cmdline };

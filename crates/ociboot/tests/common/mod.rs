@@ -4,11 +4,13 @@
 //!
 //! `host` (a sysroot and the binary pointed at it), `machine` (a host whose bootloader the
 //! test plays), `registry`, `tree` (root filesystems compared) and `source` (the workspace's
-//! own Rust sources, read by the tidy and crash tests); everything is re-exported here.
+//! own Rust sources, read by the tidy and crash tests), `hostile` (limits, credential checks
+//! and a canary for the hostile-input tests); everything is re-exported here.
 
 #![allow(dead_code, unused_imports)]
 
 pub mod host;
+pub mod hostile;
 pub mod machine;
 pub mod registry;
 pub mod source;
