@@ -126,7 +126,7 @@ fn run_within(cmd: &mut Command, secs: u64) -> Output {
 
 /// Booted v2 with v1 as the rollback deployment.
 fn booted_v2_with_rollback(name: &str) -> Machine {
-    let m = Machine::new(name);
+    let m = Machine::hostile(name);
     m.ok(&[
         "install",
         "to-filesystem",
@@ -327,7 +327,7 @@ fn free_bytes(p: &Path) -> u64 {
 
 #[test]
 fn layers_bigger_than_the_disk_are_refused_before_it_fills_and_leave_nothing() {
-    let mut h = Host::new("disk-full");
+    let mut h = Host::hostile("disk-full");
     let work = h.path("work");
     let l = layout(
         &h.path("layout"),
@@ -389,7 +389,7 @@ fn layers_bigger_than_the_disk_are_refused_before_it_fills_and_leave_nothing() {
 #[test]
 fn the_store_is_root_only_and_an_older_open_store_is_closed() {
     use std::os::unix::fs::PermissionsExt;
-    let h = Host::new("private-store");
+    let h = Host::hostile("private-store");
     h.ok(&["image", "pull", &os_tag("v1")]);
     let store = h.sysroot().join("ociboot/store");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
