@@ -23,6 +23,7 @@ pub mod lock;
 pub mod objects;
 pub mod record;
 pub mod store;
+pub mod tarfmt;
 pub mod tree;
 pub mod unpack;
 
