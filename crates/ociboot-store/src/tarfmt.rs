@@ -270,14 +270,14 @@ impl<R: Read> Reader<R> {
                     apply_pax(&data, &mut p).map_err(|m| bad_at(at, &block, &m))?;
                 }
                 Kind::PaxGlobal => {
-                    if p.at != Some(at) {
+                    // Python's tarfile reads a global header as part of the entry after it.
+                    if p.pax || p.long_name.is_some() || p.long_link.is_some() {
                         return Err(bad_at(
                             at,
                             &block,
                             "PAX global header between an entry's extension headers",
                         ));
                     }
-                    p.at = None;
                     let data = self.extension(&h, at, "PAX extended header", MAX_PAX_HEADER)?;
                     check_global(&data).map_err(|m| bad_at(at, &block, &m))?;
                 }
@@ -371,8 +371,9 @@ fn apply_pax(data: &[u8], p: &mut Pending) -> Result<(), String> {
             b"path" => p.path = Some(pax::path(k, v)?.to_vec()),
             b"linkpath" => p.link = Some(pax::path(k, v)?.to_vec()),
             b"size" => p.size = Some(pax::decimal(k, v, i64::MAX as u64)?),
-            b"uid" => p.uid = Some(pax::decimal(k, v, u32::MAX.into())? as u32),
-            b"gid" => p.gid = Some(pax::decimal(k, v, u32::MAX.into())? as u32),
+            // Below u32::MAX: (uid_t)-1 is "leave unchanged" to chown(2).
+            b"uid" => p.uid = Some(pax::decimal(k, v, (u32::MAX - 1).into())? as u32),
+            b"gid" => p.gid = Some(pax::decimal(k, v, (u32::MAX - 1).into())? as u32),
             b"mtime" => p.mtime = Some(pax::time(k, v)?),
             b"atime" | b"ctime" => {
                 pax::time(k, v)?;
@@ -393,7 +394,10 @@ fn apply_pax(data: &[u8], p: &mut Pending) -> Result<(), String> {
 }
 
 fn check_global(data: &[u8]) -> Result<(), String> {
-    for (k, _) in pax::records(data)? {
+    for (k, v) in pax::records(data)? {
+        if matches!(k, b"atime" | b"ctime") {
+            pax::time(k, v)?;
+        }
         if entry_key(k) {
             return Err(format!(
                 "PAX global header sets {:?}, which would change every entry after it",

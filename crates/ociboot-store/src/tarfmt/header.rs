@@ -196,14 +196,19 @@ pub fn parse(b: &[u8; BLOCK]) -> Result<Option<Header>, String> {
     let small = |f: (usize, usize, &str)| -> Result<u32, String> {
         u32::try_from(number(b, f)?).map_err(|_| format!("{} field out of range", f.2))
     };
+    // 4294967295 is (uid_t)-1, which chown(2) takes for "leave unchanged".
+    let id = |f: (usize, usize, &str)| match small(f)? {
+        u32::MAX => Err(format!("{} field out of range", f.2)),
+        n => Ok(n),
+    };
     let mtime = i64::try_from(number(b, MTIME)?).map_err(|_| "mtime field out of range")?;
     Ok(Some(Header {
         kind,
         name,
         link: nts(&b[157..257]).to_vec(),
         mode: (number(b, MODE)? & 0o7777) as u32,
-        uid: small(UID)?,
-        gid: small(GID)?,
+        uid: id(UID)?,
+        gid: id(GID)?,
         size: number(b, SIZE)?,
         mtime,
         dev: (small(DEVMAJOR)?, small(DEVMINOR)?),

@@ -167,6 +167,7 @@ fn numeric_fields_must_be_well_formed() {
             "negative or not a number",
         ),
         (108, b"\x80\0\0\x01\0\0\0\0", "uid field out of range"),
+        (116, b"\x80\0\0\0\xff\xff\xff\xff", "gid field out of range"),
         (
             136,
             b"\x80\0\0\0\x80\0\0\0\0\0\0\0",
@@ -223,7 +224,7 @@ fn pax_records_apply_and_malformed_ones_fail() {
     let body = [
         rec("path=a/long/name"),
         rec("size=3"),
-        rec("uid=4294967295"),
+        rec("uid=4294967294"),
         rec("mtime=1700000000.25"),
         rec("SCHILY.xattr.user.k=v=w"),
         rec("comment=whatever"),
@@ -237,7 +238,7 @@ fn pax_records_apply_and_malformed_ones_fail() {
         (&e.path[..], e.size, d.as_slice()),
         (&b"a/long/name"[..], 3, &b"abc"[..])
     );
-    assert_eq!((e.uid, e.mtime), (u32::MAX, 1700000000));
+    assert_eq!((e.uid, e.mtime), (u32::MAX - 1, 1700000000));
     assert_eq!(e.xattrs, vec![(b"user.k".to_vec(), b"v=w".to_vec())]);
     for (body, why) in [
         ("11 path=ppp\n".to_string(), "newline where its length"),
@@ -250,7 +251,7 @@ fn pax_records_apply_and_malformed_ones_fail() {
         (rec("size=zz"), "not a decimal number"),
         (rec("size=-5"), "not a decimal number"),
         (rec("size= 5"), "not a decimal number"),
-        (rec("uid=4294967296"), "not a decimal number"),
+        (rec("uid=4294967295"), "not a decimal number"),
         (rec("mtime=-5"), "not a decimal number"),
         (rec("mtime=1e3"), "not a decimal number"),
         (rec("atime=zz"), "not a decimal number"),
