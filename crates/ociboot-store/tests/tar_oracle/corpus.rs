@@ -9,6 +9,7 @@ const BLOCK: usize = 512;
 /// One piece of an archive: a header (its checksum recomputed when serialised unless `raw`),
 /// data (padded to a block), or bytes as they are.
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // test data, a few thousand parts at most
 enum Part {
     H { b: [u8; BLOCK], raw: bool },
     D(Vec<u8>),
