@@ -11,7 +11,7 @@ SECONDS_EACH=${1:-60}
 cd "$(dirname "$0")"
 command -v cargo-fuzz >/dev/null \
     || { echo "fuzz/run.sh: cargo-fuzz missing (scripts/install-deps installs it)" >&2; exit 1; }
-TARGETS=(record manifest tar_layer)
+TARGETS=(record manifest tar_layer tar_header)
 if [[ -z $(ls -A corpus/tar_layer 2>/dev/null) ]]; then
     bash seed.sh
 fi
