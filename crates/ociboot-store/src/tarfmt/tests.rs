@@ -1,3 +1,6 @@
+//! The strict reader on hand-made headers: what it accepts and how it reads it, and each
+//! refusal with the field it names.
+
 use super::*;
 
 /// A ustar header with a valid checksum; `edit` changes it before the sum is taken.
