@@ -11,10 +11,14 @@ SECONDS_EACH=${1:-60}
 cd "$(dirname "$0")"
 command -v cargo-fuzz >/dev/null \
     || { echo "fuzz/run.sh: cargo-fuzz missing (scripts/install-deps installs it)" >&2; exit 1; }
-TARGETS=(record manifest tar_layer etc_merge)
-if [[ -z $(ls -A corpus/tar_layer 2>/dev/null) ]]; then
-    bash seed.sh
-fi
+TARGETS=(record manifest tar_layer tar_header etc_merge)
+for t in "${TARGETS[@]}"; do
+    # seed.sh seeds every target; a target added since the corpus was made needs it too
+    if [[ -z $(ls -A "corpus/$t" 2>/dev/null) ]]; then
+        bash seed.sh
+        break
+    fi
+done
 # Only now: cargo fingerprints RUSTC_BOOTSTRAP, and seed.sh's release build must stay the one
 # the tests already made.
 export RUSTC_BOOTSTRAP=1

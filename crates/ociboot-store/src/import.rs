@@ -9,8 +9,10 @@
 //! entries become [`LayerOp`]s with paths normalised (hostile ones refused) and nothing is
 //! written anywhere but the store's objects and `tmp/`.
 //!
-//! Memory stays bounded whatever the input: tar headers are checked before the parser reads
-//! what they announce (`guard`), and each entry against the kernel's limits and the layer's
+//! The tar stream is read by ociboot's own strict reader ([`crate::tarfmt`]): what it accepts
+//! GNU tar and Python's tarfile accept too, with the same content. Memory stays bounded
+//! whatever the input: extension headers are refused from their header when they claim more
+//! than the limits, and each entry is checked against the kernel's limits and the layer's
 //! [`Limits`] (`entry`).
 
 use std::io::{self, Read};
@@ -20,15 +22,14 @@ use ociboot_oci::{Compression, Sha256Digest};
 use crate::error::{join_worker, Error, Result};
 use crate::limits::Limits;
 use crate::objects::Staging;
+use crate::tarfmt::{Reader, TarError};
 use crate::tree::{Content, LayerOp, Node};
 
 mod entry;
-mod guard;
 mod stream;
 mod writer;
 
 use entry::{entry_op, Budget, EntryError};
-use guard::{HeaderGuard, NextHeader};
 pub use stream::ProgressReader;
 use stream::{Decoder, StreamHasher};
 use writer::{write_objects, Job, Parser, WriterGone, QUEUE};
@@ -141,25 +142,19 @@ fn parse_layer<R: Read>(
     let mut pending = Vec::new();
     let gone = |_: WriterGone| Error::Layer(format!("{what}: storing file contents failed"));
     let mut budget = Budget::new(limits);
-    let next = NextHeader::new();
-    {
-        let mut ar = tar::Archive::new(HeaderGuard::new(&mut hashing, &next, what));
-        let entries = ar.entries().map_err(|e| Error::stream(what, e))?;
-        for entry in entries {
-            let mut e = entry.map_err(|e| tar_err(what, e))?;
-            // The parser's own idea of the entry's size (a PAX record may override the
-            // header's) says where the next header is.
-            next.after(e.raw_file_position(), e.size());
-            budget.entry(what, &e.path_bytes())?;
-            if let Some((op, is_file)) = entry_op(&mut e, &p, &mut budget).map_err(|e| match e {
+    let mut ar = Reader::new(&mut hashing);
+    while let Some(e) = ar.next_entry().map_err(|e| tar_error(what, e))? {
+        budget.entry(what, &e.path)?;
+        if let Some((op, is_file)) =
+            entry_op(&e, &mut ar, &p, &mut budget).map_err(|e| match e {
                 EntryError::Gone(g) => gone(g),
                 EntryError::Err(e) => e,
-            })? {
-                if is_file {
-                    pending.push(ops.len());
-                }
-                ops.push(op);
+            })?
+        {
+            if is_file {
+                pending.push(ops.len());
             }
+            ops.push(op);
         }
     }
     p.flush().map_err(gone)?;
@@ -176,6 +171,15 @@ fn parse_layer<R: Read>(
         },
         pending,
     ))
+}
+
+/// A refusal of the tar reader, naming the layer.
+fn tar_error(what: &str, e: TarError) -> Error {
+    match e {
+        TarError::Io(e) => tar_err(what, e),
+        TarError::Malformed(m) => Error::Layer(format!("{what}: malformed tar stream: {m}")),
+        TarError::Limit(m) => Error::Limit(format!("{what}: {m}")),
+    }
 }
 
 fn tar_err(what: &str, e: io::Error) -> Error {

@@ -24,6 +24,7 @@ pub mod objects;
 pub mod record;
 pub mod space;
 pub mod store;
+pub mod tarfmt;
 pub mod tree;
 pub mod unpack;
 

@@ -15,6 +15,7 @@ use super::writer::{Job, Parser, WriterGone, CHUNK};
 use crate::error::{Error, Result};
 use crate::limits::{check_path, check_symlink_target, check_xattr, human, Limits};
 use crate::objects::{ObjectId, INLINE_MAX};
+use crate::tarfmt::{Entry, Kind, Reader};
 use crate::tree::{normalize_entry_path, show, Content, LayerOp, Meta, Node};
 
 /// Why an entry could not be turned into an operation.
@@ -80,12 +81,6 @@ impl Budget {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(v: &[u8]) -> Option<T> {
-    let s = std::str::from_utf8(v).ok()?;
-    let s = s.split('.').next()?;
-    s.trim().parse().ok()
-}
-
 /// Normalise an entry's path, naming the layer in a refusal.
 fn normalize(raw: &[u8], what: &str, role: &str) -> Result<Vec<u8>> {
     normalize_entry_path(raw).map_err(|err| match err {
@@ -94,42 +89,20 @@ fn normalize(raw: &[u8], what: &str, role: &str) -> Result<Vec<u8>> {
     })
 }
 
-/// Owner, mode, time and xattrs of an entry, its PAX records applied.
-fn entry_meta<R: Read>(
-    e: &mut tar::Entry<'_, R>,
-    bad: &dyn Fn(String) -> Error,
-    ewhat: &str,
-) -> Result<Meta> {
-    let hdr = e.header();
+/// Owner, mode, time and xattrs of an entry (its PAX records already applied by the reader).
+fn entry_meta(e: &Entry, ewhat: &str) -> Result<Meta> {
     let mut meta = Meta {
-        mode: hdr.mode().map_err(|x| bad(x.to_string()))? & 0o7777,
-        uid: hdr.uid().map_err(|x| bad(x.to_string()))? as u32,
-        gid: hdr.gid().map_err(|x| bad(x.to_string()))? as u32,
-        mtime: hdr.mtime().map_err(|x| bad(x.to_string()))? as i64,
-        xattrs: Vec::new(),
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        mtime: e.mtime,
+        xattrs: Vec::with_capacity(e.xattrs.len()),
     };
-    if let Some(exts) = e.pax_extensions().map_err(|x| bad(x.to_string()))? {
-        for ext in exts {
-            let ext = ext.map_err(|x| bad(x.to_string()))?;
-            let key = ext.key_bytes();
-            let val = ext.value_bytes();
-            match key {
-                b"uid" => meta.uid = parse_num(val).ok_or_else(|| bad("bad PAX uid".into()))?,
-                b"gid" => meta.gid = parse_num(val).ok_or_else(|| bad("bad PAX gid".into()))?,
-                b"mtime" => {
-                    meta.mtime = parse_num(val).ok_or_else(|| bad("bad PAX mtime".into()))?
-                }
-                k if k.starts_with(b"SCHILY.xattr.") => {
-                    let name = &k[b"SCHILY.xattr.".len()..];
-                    check_xattr(name, val, ewhat)?;
-                    meta.xattrs.push((name.to_vec(), val.to_vec()));
-                }
-                _ => {}
-            }
-        }
+    for (name, val) in &e.xattrs {
+        check_xattr(name, val, ewhat)?;
+        meta.xattrs.push((name.clone(), val.clone()));
     }
     meta.xattrs.sort();
-    meta.xattrs.dedup_by(|a, b| a.0 == b.0);
     Ok(meta)
 }
 
@@ -173,88 +146,66 @@ fn whiteout(parent: &[u8], name: &[u8], raw: &[u8], what: &str) -> Result<Option
 /// The operation of entry `e`, and whether it is a regular file (whose object id the writer
 /// supplies); `None` for entries that change nothing (global PAX headers, aufs bookkeeping).
 pub(super) fn entry_op<R: Read>(
-    e: &mut tar::Entry<'_, R>,
+    e: &Entry,
+    ar: &mut Reader<R>,
     p: &Parser<'_>,
     budget: &mut Budget,
 ) -> Result<Option<(LayerOp, bool)>, EntryError> {
     let what = p.what;
-    let et = e.header().entry_type();
-    if et == tar::EntryType::XGlobalHeader {
-        return Ok(None);
-    }
-    let raw = e.path_bytes().into_owned();
-    let bad = |m: String| Error::Layer(format!("{what}: entry {}: {m}", show(&raw)));
-    let ewhat = format!("{what}: entry {}", show(&raw));
-    let path = normalize(&raw, what, "")?;
+    let raw = &e.path[..];
+    let bad = |m: String| Error::Layer(format!("{what}: entry {}: {m}", show(raw)));
+    let ewhat = format!("{what}: entry {}", show(raw));
+    let path = normalize(raw, what, "")?;
     let (parent, base) = match path.iter().rposition(|&b| b == b'/') {
         Some(i) => (&path[..i], &path[i + 1..]),
         None => (&[][..], &path[..]),
     };
     if let Some(name) = base.strip_prefix(b".wh.") {
-        let op = whiteout(parent, name, &raw, what)?;
+        let op = whiteout(parent, name, raw, what)?;
         if let Some(LayerOp::Whiteout(t) | LayerOp::Opaque(t)) = &op {
-            budget.bytes(t.len(), what, &raw)?;
+            budget.bytes(t.len(), what, raw)?;
         }
         return Ok(op.map(|op| (op, false)));
     }
     check_path(&path, what, "path")?;
-    let meta = entry_meta(e, &bad, &ewhat)?;
+    let meta = entry_meta(e, &ewhat)?;
     let xattr_bytes: usize = meta.xattrs.iter().map(|(k, v)| k.len() + v.len()).sum();
-    budget.bytes(path.len() + xattr_bytes, what, &raw)?;
-    let (major, minor) = (
-        e.header().device_major().ok().flatten().unwrap_or(0),
-        e.header().device_minor().ok().flatten().unwrap_or(0),
-    );
-    let content = match et {
-        tar::EntryType::Regular | tar::EntryType::Continuous => {
+    budget.bytes(path.len() + xattr_bytes, what, raw)?;
+    let content = match e.kind {
+        Kind::File => {
             if path.is_empty() {
                 return Err(bad("a regular file at the root".into()).into());
             }
-            let size = e.size();
-            send_content(e, p, &meta, &path)?;
+            send_content(e.size, ar, p, &meta, &path)?;
             let node = Node {
                 meta,
                 content: Content::File {
                     object: ObjectId([0; 32]),
-                    size,
+                    size: e.size,
                     link: None,
                 },
             };
             return Ok(Some((LayerOp::Put(path, node), true)));
         }
-        tar::EntryType::Directory => Content::Dir(Default::default()),
-        tar::EntryType::Symlink => {
-            let t = e
-                .link_name_bytes()
-                .ok_or_else(|| bad("symlink without a target".into()))?
-                .into_owned();
-            check_symlink_target(&t, &ewhat)?;
-            budget.bytes(t.len(), what, &raw)?;
-            Content::Symlink(t)
+        Kind::Dir => Content::Dir(Default::default()),
+        Kind::Symlink => {
+            check_symlink_target(&e.link, &ewhat)?;
+            budget.bytes(e.link.len(), what, raw)?;
+            Content::Symlink(e.link.clone())
         }
-        tar::EntryType::Link => {
-            let t = e
-                .link_name_bytes()
-                .ok_or_else(|| bad("hardlink without a target".into()))?
-                .into_owned();
-            let t = normalize(&t, what, &format!("{}: hardlink target ", show(&path)))?;
+        Kind::Hardlink => {
+            let t = normalize(&e.link, what, &format!("{}: hardlink target ", show(&path)))?;
             if t.is_empty() || path.is_empty() {
                 return Err(bad("hardlink to or at the root".into()).into());
             }
             check_path(&t, &ewhat, "hardlink target")?;
-            budget.bytes(t.len(), what, &raw)?;
+            budget.bytes(t.len(), what, raw)?;
             return Ok(Some((LayerOp::Hardlink(path, t), false)));
         }
-        tar::EntryType::Fifo => Content::Fifo,
-        tar::EntryType::Char => Content::CharDevice(major, minor),
-        tar::EntryType::Block => Content::BlockDevice(major, minor),
-        other => {
-            return Err(bad(format!(
-                "unsupported tar entry type {:?}",
-                other.as_byte() as char
-            ))
-            .into())
-        }
+        Kind::Fifo => Content::Fifo,
+        Kind::Char => Content::CharDevice(e.dev.0, e.dev.1),
+        Kind::Block => Content::BlockDevice(e.dev.0, e.dev.1),
+        other => return Err(bad(format!("internal error: {other:?} header as an entry")).into()),
     };
     Ok(Some((LayerOp::Put(path, Node { meta, content }), false)))
 }
@@ -262,27 +213,26 @@ pub(super) fn entry_op<R: Read>(
 /// Queue a regular file's content for the object writer: whole when small, in chunks when
 /// large (memory stays bounded whatever its size).
 fn send_content<R: Read>(
-    e: &mut tar::Entry<'_, R>,
+    size: u64,
+    ar: &mut Reader<R>,
     p: &Parser<'_>,
     meta: &Meta,
     path: &[u8],
 ) -> Result<(), EntryError> {
-    let size = e.size();
     let fwhat = format!("{}: {}", p.what, show(path));
+    let read = |ar: &mut Reader<R>, data: &mut [u8]| {
+        ar.read_data_exact(data)
+            .map_err(|x| super::tar_error(&fwhat, x))
+    };
     if size <= INLINE_MAX {
-        let mut data = Vec::with_capacity(size as usize);
-        e.take(size)
-            .read_to_end(&mut data)
-            .map_err(|x| super::tar_err(&fwhat, x))?;
-        if data.len() as u64 != size {
-            return Err(Error::Layer(format!("{fwhat}: truncated file content")).into());
-        }
+        let mut data = vec![0u8; size as usize];
+        read(ar, &mut data)?;
         let digest = p.hash_small.then(|| sha2::Sha256::digest(&data).into());
         p.send(Job::Small {
             data,
             digest,
             meta: meta.clone(),
-            what: fwhat,
+            what: fwhat.clone(),
         })?;
     } else {
         p.send(Job::LargeStart { meta: meta.clone() })?;
@@ -290,15 +240,14 @@ fn send_content<R: Read>(
         while left > 0 {
             let n = left.min(CHUNK as u64) as usize;
             let mut data = vec![0u8; n];
-            e.read_exact(&mut data)
-                .map_err(|x| super::tar_err(&fwhat, x))?;
+            read(ar, &mut data)?;
             p.send(Job::Chunk(data))?;
             left -= n as u64;
         }
         p.send(Job::LargeEnd {
             meta: meta.clone(),
             size,
-            what: fwhat,
+            what: fwhat.clone(),
         })?;
     }
     Ok(())

@@ -1,5 +1,5 @@
 //! Tests of the limits of a layer import: tar extension entries refused from their header
-//! (before a byte of what they claim is read), the guard kept in step with the parser, paths
+//! (before a byte of what they claim is read), the reader kept in step with PAX sizes, paths
 //! and names beyond the kernel's limits, whiteouts naming no file, and the layer's budgets.
 
 use std::cell::Cell;
@@ -155,9 +155,9 @@ fn extension_entries_within_the_limits_are_read() {
 }
 
 #[test]
-fn the_guard_follows_sizes_given_by_pax_records() {
+fn the_reader_follows_sizes_given_by_pax_records() {
     // The header says 0 bytes, a PAX record 1500: the parser reads 1500 bytes of data, which
-    // here start with what looks like a hostile header; the guard must not judge those.
+    // here start with what looks like a hostile header; the reader must not judge those.
     let fake = block(b'L', b"././@LongLink", 1 << 30);
     let data = [&fake[..], &[7u8; 1500 - 512][..]].concat();
     let mut blob = pax(&[("size", b"1500")]);
