@@ -71,7 +71,6 @@ fn booted_for(state: &State, verb: &str) -> Result<Deployment> {
         .ok_or_else(|| Error::State(format!("{verb} needs a booted ociboot deployment")))
 }
 
-/// The image the host follows: the staged deployment's, else the booted one's.
 /// The boot order, as deployment keys: what a rollback run meanwhile would have changed.
 fn boot_order(state: &State) -> Vec<String> {
     state.entries.iter().map(|(_, d)| d.key()).collect()
@@ -85,13 +84,16 @@ impl Sysroot {
         let now = self.state()?;
         if boot_order(&now) != boot_order(before) {
             return Err(Error::State(format!(
-                "the boot order changed while {image} was downloading (a rollback was                  queued?): nothing staged; the image is in the store, run the command again                  to stage it"
+                "the boot order changed while {image} was downloading (a rollback was \
+                 queued?): nothing staged; the image is in the store, run the command again \
+                 to stage it"
             )));
         }
         Ok(())
     }
 }
 
+/// The image the host follows: the staged deployment's, else the booted one's.
 fn followed(state: &State, booted: &Deployment) -> ImageReference {
     state
         .staged
@@ -211,6 +213,10 @@ mod tests {
         let e = s.unchanged_since(&before, &image).unwrap_err().to_string();
         assert!(
             e.contains("boot order changed while example.com/os:new was downloading"),
+            "{e}"
+        );
+        assert!(
+            e.contains("(a rollback was queued?): nothing staged"),
             "{e}"
         );
     }
