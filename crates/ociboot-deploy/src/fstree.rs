@@ -269,38 +269,17 @@ fn copy_rec(src: &Root, s: &Path, dst: &Root, d: &Path, depth: usize) -> Result<
     copy_meta(src, s, dst, d, &st)
 }
 
-/// Copy `src` to `dst` (which must not exist) as [`copy_in`] does, both resolved beneath
-/// their deepest common directory: that directory is a path this process chose (a
-/// deployment), everything below it is not followed. `partial/usr/etc` → `partial/etc` never
-/// reads through a `usr` the image made a symlink.
-pub fn copy_path(src: &Path, dst: &Path) -> Result<()> {
-    let common: PathBuf = src
-        .components()
-        .zip(dst.components())
-        .take_while(|(a, b)| a == b)
-        .map(|(a, _)| a)
-        .collect();
-    let rel = |p: &Path| p.strip_prefix(&common).map(Path::to_path_buf);
-    let (Ok(s), Ok(d)) = (rel(src), rel(dst)) else {
-        return Err(Error::Invalid(format!(
-            "copying {} to {}: no common directory",
-            src.display(),
-            dst.display()
-        )));
-    };
-    if d.as_os_str().is_empty() || !is_plain_relative(&s) || !is_plain_relative(&d) {
-        return Err(Error::Invalid(format!(
-            "copying {} to {}: not two paths beneath one directory",
-            src.display(),
-            dst.display()
-        )));
+/// A deployment's pristine `usr/etc` copied to `dst` (`etc`, `etc.merged`), which must not
+/// exist, as [`copy_in`] does, all beneath the deployment directory: that is a path this
+/// process chose, nothing below it is followed (a `usr` the image made a symlink is an error
+/// naming it). An image without /etc gets an empty `dst`.
+pub fn copy_pristine_etc(deployment: &Path, dst: &str) -> Result<()> {
+    let root = Root::open(deployment)?;
+    let (src, dst) = (Path::new("usr/etc"), Path::new(dst));
+    match dir_in(&root, src)? {
+        Some(_) => copy_in(&root, src, &root, dst),
+        None => Ok(root.create_dir(dst, 0o755)?),
     }
-    let root = Root::open(if common.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        &common
-    })?;
-    copy_in(&root, &s, &root, &d)
 }
 
 /// A relative path with only normal components.

@@ -37,7 +37,7 @@ fn outside_untouched(t: &tempfile::TempDir) {
 fn a_copy_keeps_links_as_links_and_reads_nothing_outside() {
     let t = fixture();
     let d = t.path().join("deploy");
-    copy_path(&d.join("usr/etc"), &d.join("etc")).unwrap();
+    copy_pristine_etc(&d, "etc").unwrap();
     let etc = d.join("etc");
     assert_eq!(std::fs::read(etc.join("app/conf")).unwrap(), b"image");
     let mode = std::fs::symlink_metadata(etc.join("app/conf"))
@@ -64,7 +64,7 @@ fn a_copy_from_behind_a_symlink_is_refused() {
     // The image's usr is a symlink to a host directory that has an etc.
     std::fs::rename(d.join("usr"), t.path().join("old-usr")).unwrap();
     symlink(t.path().join("outside"), d.join("usr")).unwrap();
-    let e = copy_path(&d.join("usr/etc"), &d.join("etc")).unwrap_err();
+    let e = copy_pristine_etc(&d, "etc").unwrap_err();
     assert!(
         e.to_string()
             .contains("deploy/usr: a symlink, not a directory"),

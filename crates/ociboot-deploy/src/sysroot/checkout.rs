@@ -114,13 +114,7 @@ impl Sysroot {
         ociboot_fs::remove_any(&partial)?;
         ociboot_store::unpack_with(store, &tree, &partial, UnpackMode::Hardlink)?;
         if with_etc {
-            let usr_etc = partial.join("usr/etc");
-            if usr_etc.is_dir() {
-                fstree::copy_path(&usr_etc, &partial.join("etc"))?;
-            } else {
-                std::fs::create_dir(partial.join("etc"))
-                    .ctx(|| format!("creating {}/etc", partial.display()))?;
-            }
+            fstree::copy_pristine_etc(&partial, "etc")?;
         }
         for sub in ["var", "sysroot", "tmp"] {
             std::fs::create_dir_all(partial.join(sub))

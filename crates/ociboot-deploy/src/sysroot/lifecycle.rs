@@ -229,15 +229,10 @@ impl Sysroot {
         // /etc as it is at this moment, into a fresh copy of the new pristine /etc, swapped in.
         let new_etc = staged.root.join("etc.merged");
         ociboot_fs::remove_any(&new_etc)?;
-        let usr_etc = staged.root.join("usr/etc");
         // The shutdown waits for this: read the booted /etc and its pristine copy on a
         // second thread while the new pristine /etc is copied.
         let (scans, copied) = scan_etc_while(&booted, || {
-            if usr_etc.is_dir() {
-                fstree::copy_path(&usr_etc, &new_etc)
-            } else {
-                Ok(std::fs::create_dir(&new_etc).at("creating", &new_etc)?)
-            }
+            fstree::copy_pristine_etc(&staged.root, "etc.merged")
         });
         copied?;
         let (o, m) = scans?;
