@@ -207,7 +207,9 @@ impl Vm {
             .logs
             .join(format!("{}-boot{}-{name}.log", self.name, self.boots));
         let console = log.with_extension("console.log");
+        // Both logs: a marker left in an earlier run's console log would cut the power at once.
         let _ = std::fs::remove_file(&log);
+        let _ = std::fs::remove_file(&console);
         let mut c = Command::new(run_vm());
         c.args(["--no-reboot", "--accel"])
             .arg(match self.accel {
