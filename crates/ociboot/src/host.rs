@@ -36,8 +36,8 @@ pub(crate) fn lock(sysroot: &Sysroot, rep: &Reporter) -> Result<SysrootLock> {
     Ok(sysroot.lock(&|h| rep.waiting_for_lock(h))?)
 }
 
-/// The store's lock only: for `upgrade` and `switch`, which take the deployments lock
-/// themselves once the download is done.
+/// The store's lock only: for `switch`, which takes the deployments lock itself once the
+/// download is done.
 fn lock_store(sysroot: &Sysroot, rep: &Reporter) -> Result<SysrootLock> {
     Ok(sysroot.lock_store(&|h| rep.waiting_for_lock(h))?)
 }
@@ -159,7 +159,9 @@ fn upgrade(
     mode: UpgradeMode,
     apply: bool,
 ) -> Result<()> {
-    let lock = lock_store(sysroot, rep)?;
+    // Two runs never overlap (the timer's and a manual one): another writer of the store
+    // means this one gives up at once, naming it.
+    let lock = sysroot.lock_store_unless_busy(&|h| rep.waiting_for_lock(h))?;
     let staged = match sysroot.upgrade(&lock, mode, &RegistryOptions::from_env, rep)? {
         UpgradeOutcome::Unlocked(true) => {
             say(g, "Staged update will be applied at the next shutdown");
