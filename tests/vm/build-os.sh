@@ -84,10 +84,10 @@ if [[ -n $BIN ]]; then
 else
     BIN_SHA=none
 fi
-# Layer B also carries the systemd units and the VM test's guest side: part of its key.
-REPO=$(cd "$(dirname "$(realpath "${BASH_SOURCE[0]}")")/../.." && pwd)
-# Every unit of systemd/ (a glob: a unit added there changes the key) and the script that
+# Layer B also carries the systemd units and the VM test's guest side: part of its key, with
+# every unit of systemd/ (a glob: a unit added there changes the key) and the script that
 # installs and enables them.
+REPO=$(cd "$(dirname "$(realpath "${BASH_SOURCE[0]}")")/../.." && pwd)
 shopt -s nullglob
 GUEST_FILES=("$REPO"/systemd/* "$REPO/scripts/install-units" "$REPO/tests/vm/guest/ociboot-vmtest.service"
              "$REPO/tests/vm/guest/ociboot-vmtest")

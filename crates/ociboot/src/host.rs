@@ -183,6 +183,29 @@ fn upgrade(
             say(g, format_args!("  Digest: {}", update.manifest_digest));
             false
         }
+        UpgradeOutcome::StagedCurrent {
+            image,
+            staged,
+            download_only,
+        } => {
+            say(g, format_args!("No changes in: {image}"));
+            say(g, "Staged update present, not changed");
+            if let Some(v) = &staged.origin.version {
+                say(g, format_args!("  Version: {v}"));
+            }
+            say(
+                g,
+                format_args!("  Digest: {}", staged.origin.manifest_digest),
+            );
+            if download_only {
+                say(
+                    g,
+                    "  Downloaded only: `ociboot upgrade --from-downloaded` lets the next \
+                     shutdown apply it",
+                );
+            }
+            false
+        }
         UpgradeOutcome::AlreadyStaged => {
             say(g, "Staged update present, not changed");
             true
