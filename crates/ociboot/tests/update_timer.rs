@@ -8,23 +8,22 @@
 //! manual `switch` waits its turn; `upgrade --check` tells a staged update from a new one.
 //!
 //! PID 1 on the test host is not systemd: a `systemctl` first on PATH stands in for it and
-//! records the reboot a run asks for (the VM tests boot the real thing). The units themselves:
-//! scripts/install-units enables each as its [Install] section says, the .deb carries them so,
-//! and `systemd-analyze verify` accepts them.
+//! records the reboot a run asks for (the VM tests boot the real thing). The units' schedule
+//! is checked here, their installation in units.rs.
 
 mod common;
+mod timer_net;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::BufRead;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use sha2::Digest as _;
+use timer_net::{Gate, Registry, Relay};
 
 const SERVICE: &str = "systemd/ociboot-fetch-apply-updates.service";
 const TIMER: &str = "systemd/ociboot-fetch-apply-updates.timer";
@@ -48,205 +47,6 @@ fn digest(tag: &str) -> String {
         serde_json::from_slice(&std::fs::read(os_layout().join("fixtures.json")).unwrap()).unwrap();
     j["tags"][tag]["manifest"].as_str().unwrap().to_string()
 }
-
-// ---- the registry, started and stopped like an admin's -------------------------------------
-
-/// Debian's docker-registry, through tests/fixtures/registry.sh (access log on).
-struct Registry {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-fn registry_sh(args: &[&str]) {
-    sh(Command::new("bash")
-        .arg(repo_root().join("tests/fixtures/registry.sh"))
-        .args(args));
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let r = Registry {
-            dir: scratch("timer-registry"),
-            port,
-        };
-        r.up();
-        r
-    }
-
-    fn up(&self) {
-        registry_sh(&[
-            "start",
-            self.dir.path().to_str().unwrap(),
-            &self.port.to_string(),
-        ]);
-    }
-
-    fn down(&self) {
-        registry_sh(&["stop", self.dir.path().to_str().unwrap()]);
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The fixture OS image `tag` as `os:<dest>`, digests kept.
-    fn push(&self, tag: &str, dest: &str) {
-        sh(Command::new("skopeo")
-            .args([
-                "copy",
-                "--quiet",
-                "--preserve-digests",
-                "--dest-tls-verify=false",
-            ])
-            .arg(format!("oci:{}:{tag}", os_layout().display()))
-            .arg(format!("docker://{}/os:{dest}", self.host())));
-    }
-
-    /// The registry's log (its access log lines among them).
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.down();
-    }
-}
-
-// ---- a relay on 127.0.0.1 that counts what crosses it --------------------------------------
-
-/// What crossed the relay: connections, request lines, bytes each way.
-#[derive(Debug, Default, Clone)]
-struct Traffic {
-    connections: usize,
-    requests: Vec<String>,
-    sent: u64,
-    received: u64,
-}
-
-/// What the relay does with a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gate {
-    /// Carry it to the registry.
-    Open,
-    /// Hold it (the client waits for its answer) until the gate changes.
-    Held,
-    /// Answer every request with garbage, as a broken registry or a captive portal would.
-    Garbage,
-}
-
-/// A TCP relay in front of the registry, counting what crosses it.
-struct Relay {
-    port: u16,
-    traffic: Arc<Mutex<Traffic>>,
-    gate: Arc<(Mutex<Gate>, Condvar)>,
-}
-
-impl Relay {
-    fn start(upstream: u16) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let traffic = Arc::new(Mutex::new(Traffic::default()));
-        let gate = Arc::new((Mutex::new(Gate::Open), Condvar::new()));
-        let (t, o) = (traffic.clone(), gate.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let (t, o) = (t.clone(), o.clone());
-                std::thread::spawn(move || relay_one(client, upstream, &t, &o));
-            }
-        });
-        Relay {
-            port,
-            traffic,
-            gate,
-        }
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// What crossed since the last call.
-    fn take(&self) -> Traffic {
-        std::mem::take(&mut *self.traffic.lock().unwrap())
-    }
-
-    fn connections(&self) -> usize {
-        self.traffic.lock().unwrap().connections
-    }
-
-    fn set(&self, gate: Gate) {
-        *self.gate.0.lock().unwrap() = gate;
-        self.gate.1.notify_all();
-    }
-}
-
-fn relay_one(
-    mut client: TcpStream,
-    upstream: u16,
-    traffic: &Arc<Mutex<Traffic>>,
-    gate: &(Mutex<Gate>, Condvar),
-) {
-    traffic.lock().unwrap().connections += 1;
-    let g = *gate
-        .1
-        .wait_while(gate.0.lock().unwrap(), |g| *g == Gate::Held)
-        .unwrap();
-    if g == Gate::Garbage {
-        let mut buf = [0u8; 4096];
-        while let Ok(1..) = client.read(&mut buf) {
-            let junk = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n<garbage>";
-            if client.write_all(junk).is_err() {
-                break;
-            }
-        }
-        return;
-    }
-    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-        return;
-    };
-    let (mut c2, mut s2, t2) = (
-        client.try_clone().unwrap(),
-        server.try_clone().unwrap(),
-        traffic.clone(),
-    );
-    let down = std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
-        while let Ok(n @ 1..) = s2.read(&mut buf) {
-            t2.lock().unwrap().received += n as u64;
-            if c2.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = c2.shutdown(std::net::Shutdown::Write);
-    });
-    // Requests of a pull have no body: each ends at its blank line.
-    let (mut buf, mut head) = ([0u8; 65536], Vec::new());
-    while let Ok(n @ 1..) = client.read(&mut buf) {
-        let mut t = traffic.lock().unwrap();
-        t.sent += n as u64;
-        head.extend_from_slice(&buf[..n]);
-        while let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            let req: Vec<u8> = head.drain(..i + 4).collect();
-            let line = String::from_utf8_lossy(&req);
-            t.requests
-                .push(line.lines().next().unwrap_or_default().to_string());
-        }
-        drop(t);
-        if server.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = server.shutdown(std::net::Shutdown::Write);
-    let _ = down.join();
-}
-
 // ---- the machine ----------------------------------------------------------------------------
 
 /// A machine booted from `image` (a registry reference), whose `systemctl` records its
@@ -489,6 +289,20 @@ fn a_run_against_a_stopped_registry_fails_cleanly_and_the_next_stages() {
         digest("v3").as_str()
     );
     assert_eq!(staged_digest(&m), digest("v2"), "--check staged nothing");
+
+    // Downloaded only: --check says so; the timer's next run lets it be applied, and reboots.
+    m.ok(&["upgrade", "--download-only"]);
+    let out = m.ok(&["upgrade", "--check"]);
+    assert!(
+        out.contains("Staged update present, not changed")
+            && out.contains(&format!("Digest: {}", digest("v3")))
+            && out.contains("Downloaded only: `ociboot upgrade --from-downloaded`"),
+        "{out}"
+    );
+    let (out, _) = timer_run(&m);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(m.status()["status"]["staged"]["downloadOnly"], false);
+    assert_eq!(systemctl_calls(&m).len(), 2, "{:?}", systemctl_calls(&m));
 }
 
 /// Wait until the relay holds a connection of `child` (which then holds the store's lock).
@@ -584,31 +398,6 @@ fn overlapping_runs_are_refused_and_a_manual_switch_waits() {
 
 // ---- the units ------------------------------------------------------------------------------
 
-fn install_units(root: &Path, units: &[PathBuf]) -> Output {
-    Command::new(repo_root().join("scripts/install-units"))
-        .arg(root)
-        .args(units)
-        .output()
-        .unwrap()
-}
-
-fn link(p: &Path) -> String {
-    std::fs::read_link(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .display()
-        .to_string()
-}
-
-/// Every unit file of systemd/.
-fn our_units() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(repo_root().join("systemd"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn the_timer_has_bootc_s_schedule() {
     let timer = std::fs::read_to_string(repo_root().join(TIMER)).unwrap();
@@ -630,172 +419,5 @@ fn the_timer_has_bootc_s_schedule() {
         "ConditionKernelCommandLine=ociboot",
     ] {
         assert!(service.lines().any(|l| l == line), "{SERVICE}: no {line}");
-    }
-}
-
-#[test]
-fn every_unit_is_installed_and_enabled_as_its_install_section_says() {
-    let dir = scratch("units");
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let out = install_units(&root, &[]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let u = root.join("usr/lib/systemd/system");
-    for unit in our_units() {
-        let name = unit.file_name().unwrap();
-        assert_eq!(
-            std::fs::read(u.join(name)).unwrap(),
-            std::fs::read(&unit).unwrap()
-        );
-        assert_eq!(
-            std::fs::metadata(u.join(name)).unwrap().mode() & 0o7777,
-            0o644
-        );
-    }
-    assert_eq!(
-        link(&u.join("timers.target.wants/ociboot-fetch-apply-updates.timer")),
-        "../ociboot-fetch-apply-updates.timer"
-    );
-    assert_eq!(
-        link(&u.join("multi-user.target.wants/ociboot-finalize-staged.service")),
-        "../ociboot-finalize-staged.service"
-    );
-    assert!(
-        !u.join("multi-user.target.wants/ociboot-fetch-apply-updates.service")
-            .exists(),
-        "the service is started by its timer only"
-    );
-
-    // Units like the health checks': RequiredBy= gets a .requires link, each target its own.
-    let units = dir.path().join("more");
-    std::fs::create_dir(&units).unwrap();
-    let health = units.join("ociboot-health.service");
-    std::fs::write(
-        &health,
-        "[Unit]\nBefore=boot-complete.target\n[Service]\nType=oneshot\nExecStart=/bin/true\n\
-         [Install]\nRequiredBy=boot-complete.target\nWantedBy=multi-user.target\n",
-    )
-    .unwrap();
-    let assess = units.join("ociboot-health-assess.service");
-    std::fs::write(
-        &assess,
-        "[Service]\nExecStart=/bin/true\n\n[Install]\n# a comment\nWantedBy = multi-user.target \n",
-    )
-    .unwrap();
-    let out = install_units(&root, &[health, assess]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(
-        link(&u.join("boot-complete.target.requires/ociboot-health.service")),
-        "../ociboot-health.service"
-    );
-    assert_eq!(
-        link(&u.join("multi-user.target.wants/ociboot-health.service")),
-        "../ociboot-health.service"
-    );
-    assert_eq!(
-        link(&u.join("multi-user.target.wants/ociboot-health-assess.service")),
-        "../ociboot-health-assess.service"
-    );
-    assert!(!u.join("boot-complete.target.wants").exists());
-
-    // An [Install] key it does not know: exit 1, naming the file and line, nothing written.
-    let bad = units.join("bad.service");
-    std::fs::write(
-        &bad,
-        "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=a.target\nDefaultInstance=x\n",
-    )
-    .unwrap();
-    let empty = dir.path().join("empty");
-    std::fs::create_dir(&empty).unwrap();
-    let out = install_units(&empty, &[units.join("ociboot-health.service"), bad.clone()]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
-    assert!(
-        err.contains(&format!("{}:5", bad.display())) && err.contains("DefaultInstance"),
-        "{err}"
-    );
-    assert_eq!(
-        std::fs::read_dir(&empty).unwrap().count(),
-        0,
-        "nothing written"
-    );
-}
-
-#[test]
-fn systemd_analyze_verifies_every_unit() {
-    let dir = scratch("units-verify");
-    let root = dir.path();
-    let out = install_units(root, &[]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    // What the units run: the binary where the .deb puts it, /bin/true (a merged /usr).
-    let bin = root.join("usr/bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
-    for (from, to) in [
-        (env!("CARGO_BIN_EXE_ociboot"), "ociboot"),
-        ("/bin/true", "true"),
-    ] {
-        if std::fs::hard_link(from, bin.join(to)).is_err() {
-            std::fs::copy(from, bin.join(to)).unwrap();
-        }
-    }
-    let u = root.join("usr/lib/systemd/system");
-    // The targets they name, as the image's systemd has them (the host's copies).
-    for e in std::fs::read_dir("/usr/lib/systemd/system").unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "target") {
-            let _ = std::fs::copy(&p, u.join(p.file_name().unwrap()));
-        }
-    }
-    for unit in our_units() {
-        let out = Command::new("systemd-analyze")
-            .arg("verify")
-            .arg("--man=no")
-            .arg(format!("--root={}", root.display()))
-            .arg(u.join(unit.file_name().unwrap()))
-            .output()
-            .expect("systemd-analyze (Debian package systemd) must be installed");
-        assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "{}: {}",
-            unit.display(),
-            text(&out.stderr)
-        );
-    }
-}
-
-#[test]
-fn the_deb_ships_every_unit_enabled() {
-    let dir = scratch("deb");
-    let out = Command::new(repo_root().join("scripts/build-deb"))
-        .args(["--binary", env!("CARGO_BIN_EXE_ociboot"), "--out"])
-        .arg(dir.path())
-        .env("SOURCE_DATE_EPOCH", "1767225600")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let deb = text(&out.stdout).trim().to_string();
-    let list = text(&sh(Command::new("dpkg-deb").args(["-c", &deb])).stdout);
-    for unit in our_units() {
-        let name = unit.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(
-            list.contains(&format!("./usr/lib/systemd/system/{name}\n")),
-            "{name} not in the .deb:\n{list}"
-        );
-    }
-    for (link, to) in [
-        (
-            "timers.target.wants/ociboot-fetch-apply-updates.timer",
-            "../ociboot-fetch-apply-updates.timer",
-        ),
-        (
-            "multi-user.target.wants/ociboot-finalize-staged.service",
-            "../ociboot-finalize-staged.service",
-        ),
-    ] {
-        assert!(
-            list.contains(&format!("./usr/lib/systemd/system/{link} -> {to}\n")),
-            "{link} not in the .deb:\n{list}"
-        );
     }
 }

@@ -1,8 +1,8 @@
 //! The update algorithms of `upgrade` and `switch`: which image a host follows (the staged
-//! deployment's, else the booted one's), `upgrade --check` (manifest and config only, result
-//! cached in the booted origin; an update already staged is reported as such), a staged
-//! update already present (a download-only one unlocked), and otherwise pull, stage and
-//! collect garbage.
+//! deployment's, else the booted one's), `upgrade --check` (the manifest, and the config of a
+//! new image; the result cached in the booted origin; an update already staged is reported as
+//! such), a staged update already present (a download-only one unlocked), and otherwise pull,
+//! stage and collect garbage. Whether anything changed is decided from the manifest alone.
 //!
 //! These decide and return what happened; they must never print, prompt or reboot (the CLI
 //! does, from the result), and never stage without the [`SysrootLock`].
