@@ -36,8 +36,8 @@ pub(crate) fn lock(sysroot: &Sysroot, rep: &Reporter) -> Result<SysrootLock> {
     Ok(sysroot.lock(&|h| rep.waiting_for_lock(h))?)
 }
 
-/// The store's lock only: for `upgrade` and `switch`, which take the deployments lock
-/// themselves once the download is done.
+/// The store's lock only: for `switch`, which takes the deployments lock itself once the
+/// download is done.
 fn lock_store(sysroot: &Sysroot, rep: &Reporter) -> Result<SysrootLock> {
     Ok(sysroot.lock_store(&|h| rep.waiting_for_lock(h))?)
 }
@@ -160,7 +160,9 @@ fn upgrade(
     mode: UpgradeMode,
     apply: bool,
 ) -> Result<()> {
-    let lock = lock_store(sysroot, rep)?;
+    // Two runs never overlap (the timer's and a manual one): another writer of the store
+    // means this one gives up at once, naming it.
+    let lock = sysroot.lock_store_unless_busy(&|h| rep.waiting_for_lock(h))?;
     let staged = match sysroot.upgrade(&lock, mode, &RegistryOptions::from_env, rep)? {
         UpgradeOutcome::Unlocked(true) => {
             say(g, "Staged update will be applied at the next shutdown");
@@ -180,6 +182,29 @@ fn upgrade(
                 say(g, format_args!("  Version: {v}"));
             }
             say(g, format_args!("  Digest: {}", update.manifest_digest));
+            false
+        }
+        UpgradeOutcome::StagedCurrent {
+            image,
+            staged,
+            download_only,
+        } => {
+            say(g, format_args!("No changes in: {image}"));
+            say(g, "Staged update present, not changed");
+            if let Some(v) = &staged.origin.version {
+                say(g, format_args!("  Version: {v}"));
+            }
+            say(
+                g,
+                format_args!("  Digest: {}", staged.origin.manifest_digest),
+            );
+            if download_only {
+                say(
+                    g,
+                    "  Downloaded only: `ociboot upgrade --from-downloaded` lets the next \
+                     shutdown apply it",
+                );
+            }
             false
         }
         UpgradeOutcome::AlreadyStaged => {
