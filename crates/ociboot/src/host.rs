@@ -163,7 +163,16 @@ fn upgrade(
     // Two runs never overlap (the timer's and a manual one): another writer of the store
     // means this one gives up at once, naming it.
     let lock = sysroot.lock_store_unless_busy(&|h| rep.waiting_for_lock(h))?;
-    let staged = match sysroot.upgrade(&lock, mode, &RegistryOptions::from_env, rep)? {
+    let outcome = sysroot.upgrade(&lock, mode, &RegistryOptions::from_env, rep)?;
+    if print_upgrade(g, outcome) && apply {
+        reboot(g)?;
+    }
+    Ok(())
+}
+
+/// Say what `upgrade` did; whether it staged something to reboot into.
+fn print_upgrade(g: &Global, outcome: UpgradeOutcome) -> bool {
+    match outcome {
         UpgradeOutcome::Unlocked(true) => {
             say(g, "Staged update will be applied at the next shutdown");
             false
@@ -215,15 +224,27 @@ fn upgrade(
             say(g, "No update available.");
             false
         }
+        UpgradeOutcome::GivenUp { deployment, health } => {
+            say(
+                g,
+                format_args!(
+                    "No update available: {} is what deployment {} ran, and the boot loader \
+                     gave up on it{}; waiting for a newer image",
+                    deployment.origin.manifest_digest,
+                    deployment.key(),
+                    health
+                        .filter(|h| !h.failed.is_empty())
+                        .map(|h| format!(" (failed: {})", h.summary()))
+                        .unwrap_or_default()
+                ),
+            );
+            false
+        }
         UpgradeOutcome::Staged(d) => {
             print_queued(g, &d);
             true
         }
-    };
-    if staged && apply {
-        reboot(g)?;
     }
-    Ok(())
 }
 
 fn switch(

@@ -62,6 +62,14 @@ pub enum UpgradeOutcome {
     AlreadyStaged,
     /// The followed image is what is booted.
     NoUpdate,
+    /// What the source serves is an image whose deployment the boot loader gave up on (it
+    /// failed its tries): not staged again until the source serves another one.
+    GivenUp {
+        /// The deployment given up on.
+        deployment: Box<Deployment>,
+        /// Its last health verdict, if one was recorded.
+        health: Option<crate::health::Verdict>,
+    },
     /// Pulled and staged for the next boot.
     Staged(Box<Deployment>),
 }
@@ -141,6 +149,12 @@ impl Sysroot {
             .staged
             .as_ref()
             .filter(|(d, _)| d.origin.manifest_digest == m.digest);
+        if let Some(d) = state.given_up(&m.digest) {
+            return Ok(UpgradeOutcome::GivenUp {
+                deployment: Box::new(d.clone()),
+                health: state.health.get(&d.key()).cloned(),
+            });
+        }
         if let UpgradeMode::Stage { download_only } = mode {
             drop(src);
             if let Some((_, info)) = staged {
