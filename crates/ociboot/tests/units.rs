@@ -207,3 +207,27 @@ fn the_deb_ships_every_unit_enabled() {
         );
     }
 }
+
+/// The health units sit between multi-user.target and boot-complete.target: with default
+/// dependencies, multi-user.target (which wants them) would order itself after them, and a
+/// unit it wants that orders itself after boot-complete.target (a step, an admin's service)
+/// would close a cycle that systemd breaks by dropping the checks. So: no default
+/// dependencies, and no ordering after multi-user.target.
+#[test]
+fn the_health_units_cannot_make_an_ordering_cycle() {
+    for name in ["ociboot-health.service", "ociboot-health-assess.service"] {
+        let p = repo_root().join("systemd").join(name);
+        let t = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = t.lines().map(str::trim).collect();
+        assert!(lines.contains(&"DefaultDependencies=no"), "{name}");
+        for l in &lines {
+            if let Some(v) = l.strip_prefix("After=") {
+                assert!(
+                    !v.split_whitespace()
+                        .any(|u| u == "multi-user.target" || u == "default.target"),
+                    "{name}: {l}"
+                );
+            }
+        }
+    }
+}
