@@ -98,6 +98,9 @@ impl Sysroot {
         let marker = self.run.join(REBOOTED);
         let next = health::next(&verdict, entry.counter.is_some(), marker.exists(), config);
         if let Next::Reboot(_) = next {
+            // <run> exists only once something wrote there this boot.
+            std::fs::create_dir_all(&self.run)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", self.run.display())))?;
             ociboot_fs::write_atomic(&marker, d.key().as_bytes())?;
         }
         Ok(Assessment {
@@ -126,6 +129,15 @@ mod tests {
         bls::write_entries(&s.boot, &[e, b], || {}).unwrap();
         let booted = |s: &Sysroot| s.state_booted_by("ociboot=default/a.0").unwrap();
         assert_eq!(booted(&s).booted.as_deref(), Some("default/a.0"));
+        let c = Config::default();
+        // The checks never ran (no verdict, no <run>): the target was not reached.
+        let _ = std::fs::remove_dir_all(&s.run);
+        let a = s
+            .assess_booted_by("ociboot=default/a.0", false, vec![], &c)
+            .unwrap();
+        assert_eq!(a.next, Next::Reboot(c.reboot_delay));
+        assert_eq!(a.verdict.summary(), "boot-complete.target (not reached)");
+        std::fs::remove_file(s.run.join(REBOOTED)).unwrap();
         s.save_checks_verdict(&Verdict::new(
             vec![Failure {
                 check: "50-app".into(),
@@ -134,7 +146,6 @@ mod tests {
             vec![],
         ))
         .unwrap();
-        let c = Config::default();
         let a = s
             .assess_booted_by("ociboot=default/a.0", false, vec![], &c)
             .unwrap();
