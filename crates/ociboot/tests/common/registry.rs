@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,34 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Start `docker-registry` on DIR/config.yml and wait until it answers on `port`.
+fn serve(dir: &Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("registry.log"))
+        .unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("docker-registry (Debian package docker-registry) must be installed");
+    let start = Instant::now();
+    loop {
+        if let Some(code) = http_status(port, "/v2/") {
+            assert!(code == 200 || code == 401, "registry answered {code}");
+            return child;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl Registry {
     pub fn start(auth: Option<(&str, &str)>) -> Registry {
         let dir = scratch("registry");
@@ -51,32 +79,25 @@ impl Registry {
             ));
         }
         std::fs::write(dir.path().join("config.yml"), conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry (Debian package docker-registry) must be installed");
-        let start = Instant::now();
-        loop {
-            if let Some(code) = http_status(port, "/v2/") {
-                assert!(code == 200 || code == 401, "registry answered {code}");
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "registry did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = serve(dir.path(), port);
         Registry {
             dir,
             port,
             child,
             auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
         }
+    }
+
+    /// Stop the registry (its data stays): clients now find nothing listening on its port.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start it again on the same port with the same data (after `stop`).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = serve(self.dir.path(), self.port);
     }
 
     pub fn host(&self) -> String {
