@@ -41,7 +41,7 @@ fn serve(dir: &Path, port: u16) -> Child {
         .append(true)
         .open(dir.join("registry.log"))
         .unwrap();
-    let child = Command::new("docker-registry")
+    let mut child = Command::new("docker-registry")
         .arg("serve")
         .arg(dir.join("config.yml"))
         .stdout(log.try_clone().unwrap())
@@ -49,17 +49,19 @@ fn serve(dir: &Path, port: u16) -> Child {
         .spawn()
         .expect("docker-registry (Debian package docker-registry) must be installed");
     let start = Instant::now();
-    loop {
-        if let Some(code) = http_status(port, "/v2/") {
-            assert!(code == 200 || code == 401, "registry answered {code}");
-            return child;
+    let problem = loop {
+        match http_status(port, "/v2/") {
+            Some(200 | 401) => return child,
+            Some(code) => break format!("registry answered {code}"),
+            None if start.elapsed() > Duration::from_secs(15) => {
+                break "registry did not start".to_string()
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "registry did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{problem} (log: {})", dir.join("registry.log").display());
 }
 
 impl Registry {
@@ -98,6 +100,19 @@ impl Registry {
     pub fn restart(&mut self) {
         self.stop();
         self.child = serve(self.dir.path(), self.port);
+    }
+
+    /// Bytes the registry process has written so far (`wchar` of /proc/PID/io: sockets and
+    /// sendfile included): served blobs show up here while a client pulls.
+    pub fn bytes_written(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/io", self.child.id()))
+            .ok()
+            .and_then(|io| {
+                io.lines()
+                    .find_map(|l| l.strip_prefix("wchar: "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
     }
 
     pub fn host(&self) -> String {
