@@ -195,7 +195,7 @@ wait_fail_then_success 200
 echo "WAITED-RC $?"
 sleep 1
 report
-journalctl -o short-monotonic --no-pager -u ociboot-health.service \
+journalctl -m -o short-monotonic --no-pager -u ociboot-health.service \
     -u ociboot-health-assess.service -u systemd-bless-boot.service | sed 's/^/PAST /'
 journalctl --list-boots --no-pager | sed 's/^/BOOTS /'
 "#;
@@ -397,9 +397,13 @@ fn vm_unattended_slow_timer_health_rollback() {
     let t_v3_staged = Instant::now();
     let mut v3_boots: Vec<(f64, String)> = Vec::new();
     let mut restarted = false;
+    let mut back_on_v2 = None;
     let last = loop {
         let n = v3_boots.len() + 1;
         let b = vm.boot_observed(&format!("after-v3-{n}"), &step(AFTER_V3), limit, |r| {
+            if back_on_v2.is_none() && r.step.contains("FINAL-BOOT") {
+                back_on_v2 = Some(t_v3_staged.elapsed().as_secs_f64());
+            }
             let failed = runs_after(r.step, "FINAL-BOOT")
                 .iter()
                 .any(|(_, rc)| rc != "0");
@@ -424,7 +428,8 @@ fn vm_unattended_slow_timer_health_rollback() {
         assert!(v3_boots.len() <= 4, "v3 is still booted after 4 tries");
     };
     let b = last;
-    let back_on_v2 = t_v3_staged.elapsed().as_secs_f64();
+    check(&b, !v3_boots.is_empty(), "v3 never booted");
+    let back_on_v2 = back_on_v2.unwrap_or(f64::NAN);
     check(
         &b,
         b.end == End::PowerOff,
