@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! <boot>/                              the sysroot's boot/ or the ESP (FAT)
-//!   loader/loader.conf                 `default` = the next boot; `# ociboot-order:` the order
-//!   loader/entries/ociboot-<stateroot>-<id>.conf   one entry per deployment
+//!   loader/loader.conf                 the loader's settings (no `default`: see counter.rs)
+//!   loader/entries/ociboot-<stateroot>-<id>[+LEFT[-DONE]].conf   one entry per deployment,
+//!                                      `sort-key ociboot`, the highest `version` boots
 //!   ociboot/<stateroot>-<bootcsum>/    vmlinuz-<kver>, initramfs-<kver>.img (written once)
 //! ```
 //!
@@ -12,19 +13,22 @@
 //! Kernel directories are named by the hash of their content and created by rename, so an
 //! entry never points at a partial kernel.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{Ctx, Error, Result};
+
+mod counter;
+mod kernel;
+pub use counter::{Counter, MAX_TRIES};
+pub use kernel::{find_kernel, install_kernel, kernel_sum, unused_kernel_dirs, Kernel};
 
 /// One entry as written or read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The menu title, such as `example.com/os:a-0 (ociboot:default:1)`.
     pub title: String,
-    /// The loader's sort key: [`write_entries`] numbers entries so the default has the highest.
+    /// The loader's order among entries with tries left: [`write_entries`] numbers entries so
+    /// the default has the highest.
     pub version: u32,
     /// The kernel, as a path from the boot filesystem's root.
     pub linux: String,
@@ -32,6 +36,8 @@ pub struct Entry {
     pub initrd: Option<String>,
     /// The kernel command line, `ociboot=<stateroot>/<id>` included.
     pub options: String,
+    /// Boot counting: the tries in the file's name; `None` for an entry that is not counted.
+    pub counter: Option<Counter>,
 }
 
 /// The longest title written, in characters: a menu line, not a paragraph.
@@ -70,11 +76,15 @@ impl Entry {
         Ok(())
     }
 
-    /// The entry file's text: `title`, `version`, `linux`, `initrd` (if any) and `options` lines.
+    /// The entry file's text: `title`, `sort-key`, `version`, `linux`, `initrd` (if any) and
+    /// `options` lines. The counter is in the file's name, not here.
     pub fn render(&self) -> String {
         let mut s = format!(
-            "title {}\nversion {}\nlinux {}\n",
-            self.title, self.version, self.linux
+            "title {}\nsort-key {}\nversion {}\nlinux {}\n",
+            self.title,
+            counter::SORT_KEY,
+            self.version,
+            self.linux
         );
         if let Some(i) = &self.initrd {
             s.push_str(&format!("initrd {i}\n"));
@@ -92,6 +102,7 @@ impl Entry {
             linux: String::new(),
             initrd: None,
             options: String::new(),
+            counter: None,
         };
         for line in text.lines() {
             let line = line.trim();
@@ -134,17 +145,28 @@ fn loader_conf(boot: &Path) -> PathBuf {
     boot.join("loader/loader.conf")
 }
 
-/// The entry file of a deployment (`<stateroot>/<id>`): `ociboot-<stateroot>-<id>.conf`.
+/// The uncounted entry file of a deployment (`<stateroot>/<id>`):
+/// `ociboot-<stateroot>-<id>.conf`.
 pub fn entry_name(key: &str) -> String {
-    format!("ociboot-{}.conf", key.replacen('/', "-", 1))
+    counter::file_name(key, None)
 }
 
-/// The line of loader.conf that records ociboot's boot order (the loader ignores comments).
+/// The entry file of a deployment with its counter (see [`Counter`]).
+pub fn entry_file_name(key: &str, counter: Option<Counter>) -> String {
+    counter::file_name(key, counter)
+}
+
+/// The line of loader.conf that recorded ociboot's boot order before boot counting: read
+/// (an older ociboot wrote it, with a `default` line) and removed by the next write.
 const ORDER_PREFIX: &str = "# ociboot-order:";
 
-/// loader.conf with the default and the order replaced, other settings kept.
-fn render_loader_conf(old: Option<&str>, keys: &[String]) -> String {
-    let mut out = String::new();
+/// The most entry files read from loader/entries, and the largest one.
+const MAX_ENTRY_FILES: usize = 256;
+const MAX_ENTRY_SIZE: u64 = 64 * 1024;
+
+/// loader.conf without `default` (it would name one file, which boot counting renames) and
+/// without the old order line; the admin's other settings are kept.
+fn render_loader_conf(old: Option<&str>) -> String {
     let kept: Vec<&str> = match old {
         Some(t) => t
             .lines()
@@ -156,26 +178,22 @@ fn render_loader_conf(old: Option<&str>, keys: &[String]) -> String {
                     ORDER_PREFIX,
                     "# Written by ociboot",
                 ];
-                !ours.iter().any(|p| l.starts_with(p))
+                l != "default" && !ours.iter().any(|p| l.starts_with(p))
             })
             .collect(),
         None => vec!["timeout 2", "console-mode keep"],
     };
-    out.push_str(
-        "# Written by ociboot: `default` is the next boot, the order line ociboot's boot order.\n",
+    let mut out = String::from(
+        "# Written by ociboot: no `default`; the entries' sort-key and version order them.\n",
     );
-    if let Some(first) = keys.first() {
-        out.push_str(&format!("default {}\n", entry_name(first)));
-    }
     for l in kept {
         out.push_str(l);
         out.push('\n');
     }
-    out.push_str(&format!("{ORDER_PREFIX} {}\n", keys.join(" ")));
     out
 }
 
-/// The boot order recorded in loader.conf, if any.
+/// The boot order an older ociboot recorded in loader.conf, if any.
 fn read_order(boot: &Path) -> Result<Option<Vec<String>>> {
     let p = loader_conf(boot);
     match std::fs::read_to_string(&p) {
@@ -188,31 +206,86 @@ fn read_order(boot: &Path) -> Result<Option<Vec<String>>> {
     }
 }
 
-/// The current entries in boot order, default first: the order loader.conf records. Entry
-/// files it does not name are leftovers of an interrupted change and are ignored.
-pub fn read_entries(boot: &Path) -> Result<Vec<Entry>> {
-    let Some(order) = read_order(boot)? else {
-        return Ok(Vec::new());
-    };
+/// Every ociboot entry file in loader/entries: (file name, entry with its counter). An entry
+/// whose `ociboot=` does not match its file name is refused, naming the file.
+fn entry_files(boot: &Path) -> Result<Vec<(String, Entry)>> {
+    use std::io::Read as _;
     let dir = entries_dir(boot);
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Ok(Err(e).at("reading", &dir)?),
+    };
     let mut out = Vec::new();
-    for key in order {
-        let p = dir.join(entry_name(&key));
-        let text = match std::fs::read_to_string(&p) {
-            Ok(t) => t,
-            Err(e) => {
-                return Ok(Err(e).ctx(|| format!("reading {} (in the boot order)", p.display()))?)
-            }
+    for de in rd {
+        let de = de.at("reading", &dir)?;
+        let name = de.file_name().to_string_lossy().into_owned();
+        let Some((base, counter)) = counter::split_name(&name) else {
+            continue;
         };
-        let e = Entry::parse(&text, &p.display().to_string())?;
-        if e.deployment_key() != Some(key.as_str()) {
+        if out.len() == MAX_ENTRY_FILES {
             return Err(Error::Invalid(format!(
-                "{}: boots {:?}, not {key}",
-                p.display(),
-                e.deployment_key()
+                "{}: more than {MAX_ENTRY_FILES} ociboot entries",
+                dir.display()
             )));
         }
-        out.push(e);
+        let p = dir.join(&name);
+        let mut text = String::new();
+        std::fs::File::open(&p)
+            .at("opening", &p)?
+            .take(MAX_ENTRY_SIZE + 1)
+            .read_to_string(&mut text)
+            .at("reading", &p)?;
+        if text.len() as u64 > MAX_ENTRY_SIZE {
+            return Err(Error::Invalid(format!(
+                "{}: larger than {MAX_ENTRY_SIZE} bytes",
+                p.display()
+            )));
+        }
+        let mut e = Entry::parse(&text, &p.display().to_string())?;
+        e.counter = counter;
+        match e.deployment_key() {
+            Some(k) if counter::base_name(k) == base => {}
+            k => {
+                return Err(Error::Invalid(format!(
+                    "{}: boots {k:?}, which is not the deployment its name says",
+                    p.display()
+                )))
+            }
+        }
+        out.push((name, e));
+    }
+    Ok(out)
+}
+
+/// The current entries in the order the loader sorts them, the default first: entries with
+/// tries left by version, then those the loader gave up on. A loader.conf written by an older
+/// ociboot (a `# ociboot-order:` line) still decides the order until the next write.
+pub fn read_entries(boot: &Path) -> Result<Vec<Entry>> {
+    let mut files = entry_files(boot)?;
+    if let Some(order) = read_order(boot)? {
+        let mut out = Vec::new();
+        for key in order {
+            let i = files
+                .iter()
+                .position(|(_, e)| e.deployment_key() == Some(key.as_str()))
+                .ok_or_else(|| {
+                    Error::State(format!(
+                        "{}: the boot order names {key}, which has no entry",
+                        loader_conf(boot).display()
+                    ))
+                })?;
+            out.push(files.swap_remove(i).1);
+        }
+        return Ok(out);
+    }
+    files.sort_by(counter::loader_order);
+    // One entry per deployment: a second file of the same one (made by hand) is not ours.
+    let mut out: Vec<Entry> = Vec::new();
+    for (_, e) in files {
+        if !out.iter().any(|o| o.deployment_key() == e.deployment_key()) {
+            out.push(e);
+        }
     }
     Ok(out)
 }
@@ -223,267 +296,112 @@ fn replace_file(dir: &Path, name: &str, data: &[u8]) -> Result<bool> {
     Ok(ociboot_fs::write_atomic(&dir.join(name), data)?)
 }
 
-/// Replace the entry set. `entries` in boot order (default first); their versions are
-/// assigned here. This works on FAT, which has no symlinks and no directory swap:
+/// Replace the entry set. `entries` in boot order (default first), each with the counter its
+/// file is to have; their versions are assigned here, all above every version on disk. This
+/// works on FAT, which has no symlinks and no directory swap:
 ///
-/// 1. each deployment's entry file is written (to a `.tmp-` name the loader ignores, fsynced,
-///    renamed); a complete entry is valid whatever the order, so this changes no boot;
+/// 1. loader.conf is created if missing (no `default`);
 /// 2. `before_commit` runs (a failpoint in tests);
-/// 3. loader.conf is replaced the same way, naming the new default and recording the order:
-///    this one rename is the commit point (vfat renames over an existing name in place, so
-///    the loader finds the old or the new file);
-/// 4. entry files of deployments no longer in the order are removed.
+/// 3. the new default's file is written first (renamed first if its counter changes, so a
+///    deployment never has two files; then new content to a `.tmp-` name the loader ignores,
+///    fsynced, renamed over it): its version is now the highest, so this one rename is the
+///    commit point (vfat renames over an existing name in place, so the loader finds the old
+///    or the new file);
+/// 4. the other entries follow, each below the default and above everything older;
+/// 5. a loader.conf written by an older ociboot loses its `default` and order lines (for such
+///    a loader.conf, this is the commit point);
+/// 6. entry files of deployments no longer in the order are removed.
 ///
 /// Kernels are written before and removed only after (by the GC), so every entry present at
 /// any moment points at complete files.
 pub fn write_entries(boot: &Path, entries: &[Entry], before_commit: impl FnOnce()) -> Result<()> {
     let dir = entries_dir(boot);
     std::fs::create_dir_all(&dir).at("creating", &dir)?;
-    let n = entries.len();
+    let loader = boot.join("loader");
     let mut keys = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
+    for e in entries {
         let key = e
             .deployment_key()
-            .ok_or_else(|| Error::Invalid(format!("entry {:?} has no ociboot=", e.title)))?
-            .to_string();
+            .ok_or_else(|| Error::Invalid(format!("entry {:?} has no ociboot=", e.title)))?;
         e.check()?;
-        let mut e = e.clone();
-        e.version = (n - i) as u32;
-        replace_file(&dir, &entry_name(&key), e.render().as_bytes())?;
-        keys.push(key);
+        keys.push(key.to_string());
     }
-    ociboot_fs::fsync_dir(&dir)?;
-    before_commit();
-    let loader = boot.join("loader");
-    let old = std::fs::read_to_string(loader_conf(boot)).ok();
-    replace_file(
-        &loader,
-        "loader.conf",
-        render_loader_conf(old.as_deref(), &keys).as_bytes(),
-    )?;
-    ociboot_fs::fsync_dir(&loader)?;
-    let live: Vec<String> = keys.iter().map(|k| entry_name(k)).collect();
-    for e in std::fs::read_dir(&dir).at("reading", &dir)? {
-        let p = e.at("reading", &dir)?.path();
-        let name = p
+    // Versions on disk, read leniently: a damaged file is replaced or removed below.
+    let mut present: Vec<(String, Option<String>, u32)> = Vec::new();
+    for de in std::fs::read_dir(&dir).at("reading", &dir)? {
+        let name = de
+            .at("reading", &dir)?
             .file_name()
-            .unwrap_or_default()
             .to_string_lossy()
-            .to_string();
+            .into_owned();
+        if counter::split_name(&name).is_none() {
+            continue;
+        }
+        let parsed = std::fs::read_to_string(dir.join(&name))
+            .ok()
+            .and_then(|t| Entry::parse(&t, &name).ok());
+        let key = parsed
+            .as_ref()
+            .and_then(|e| e.deployment_key().map(str::to_string));
+        present.push((name, key, parsed.map_or(0, |e| e.version)));
+    }
+    let old_conf = std::fs::read_to_string(loader_conf(boot)).ok();
+    if old_conf.is_none() {
+        replace_file(&loader, "loader.conf", render_loader_conf(None).as_bytes())?;
+    }
+    let top = present.iter().map(|p| p.2).max().unwrap_or(0);
+    let n = entries.len() as u32;
+    if top.checked_add(n).is_none() {
+        return Err(Error::Invalid(format!(
+            "{}: entry versions reach {top}",
+            dir.display()
+        )));
+    }
+    before_commit();
+    let mut live = Vec::new();
+    for (i, (e, key)) in entries.iter().zip(&keys).enumerate() {
+        let name = entry_file_name(key, e.counter);
+        for (old, k, _) in &present {
+            if k.as_deref() == Some(key.as_str()) && *old != name && !live.contains(old) {
+                let (from, to) = (dir.join(old), dir.join(&name));
+                std::fs::rename(&from, &to)
+                    .ctx(|| format!("renaming {} to {}", from.display(), to.display()))?;
+                break;
+            }
+        }
+        let mut e = e.clone();
+        e.version = top + n - i as u32;
+        replace_file(&dir, &name, e.render().as_bytes())?;
+        ociboot_fs::fsync_dir(&dir)?;
+        live.push(name);
+    }
+    if old_conf.as_deref().is_some_and(|t| {
+        t.lines()
+            .any(|l| l.starts_with(ORDER_PREFIX) || l.trim_start().starts_with("default"))
+    }) {
+        replace_file(
+            &loader,
+            "loader.conf",
+            render_loader_conf(old_conf.as_deref()).as_bytes(),
+        )?;
+        ociboot_fs::fsync_dir(&loader)?;
+    }
+    for de in std::fs::read_dir(&dir).at("reading", &dir)? {
+        let name = de
+            .at("reading", &dir)?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         // Entries of deployments gone from the order, and the temporary file of a write a
         // crash interrupted.
-        if (name.starts_with("ociboot-") && !live.contains(&name)) || name.starts_with(".tmp-") {
-            ociboot_fs::remove_any(&p)?;
+        if (counter::split_name(&name).is_some() && !live.contains(&name))
+            || name.starts_with(".tmp-")
+        {
+            ociboot_fs::remove_any(&dir.join(&name))?;
         }
     }
     ociboot_fs::fsync_dir(&dir)?;
     Ok(())
-}
-
-/// A kernel and initramfs found in a deployment, and where they live in /boot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kernel {
-    /// The kernel version (its directory under `usr/lib/modules`).
-    pub kver: String,
-    /// Paths relative to the boot filesystem's root, as the entries name them.
-    pub linux: String,
-    /// The initramfs; `None` if the deployment has no `initramfs.img`.
-    pub initrd: Option<String>,
-    /// The kernel's directory under `<boot>/ociboot`: `<stateroot>-<hash of its content>`.
-    pub dir: String,
-}
-
-/// Find `usr/lib/modules/<kver>/vmlinuz` (first kver in sorted order) in a deployment: the
-/// kernel version and the paths of vmlinuz and initramfs.img, relative to `root`.
-///
-/// The deployment's content is the image's. Its kernel files are opened with
-/// [`Root::open_in_root`](ociboot_fs::beneath::Root::open_in_root): a symlink is resolved
-/// inside the image, as in a chroot, never on the host (whose files would otherwise be copied
-/// to the boot partition), and the target must be a regular file. The kernel version must be
-/// a plain name: it becomes part of file names and of the boot entry.
-pub fn find_kernel(root: &Path) -> Result<(String, PathBuf, Option<PathBuf>)> {
-    use ociboot_fs::beneath::Root;
-    let r = Root::open(root)?;
-    let modules = Path::new("usr/lib/modules");
-    let mut found = None;
-    for name in r.list(modules)? {
-        let vmlinuz = modules.join(&name).join("vmlinuz");
-        if r.stat(&vmlinuz)?.is_none() {
-            continue;
-        }
-        let kver = name
-            .to_str()
-            .filter(|k| plain_kver(k))
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{}: the kernel version {:?} is not a plain name (letters, digits, \
-                     `.`, `_`, `+`, `~`, `-`; at most 128 bytes)",
-                    root.join(modules).display(),
-                    name
-                ))
-            })?
-            .to_string();
-        r.open_in_root(&vmlinuz)?;
-        if let Some((first, _)) = &found {
-            // Which one boots would be a guess; `container lint` refuses this too.
-            return Err(Error::Invalid(format!(
-                "{}: the image has several kernels ({first}, {kver}): one is needed",
-                root.join(modules).display()
-            )));
-        }
-        found = Some((kver, vmlinuz));
-    }
-    let (kver, vmlinuz) = found.ok_or_else(|| {
-        Error::Invalid(format!(
-            "no kernel: {}/*/vmlinuz is missing",
-            root.join(modules).display()
-        ))
-    })?;
-    let initrd = modules.join(&kver).join("initramfs.img");
-    let initrd = match r.stat(&initrd)? {
-        None => None,
-        Some(_) => {
-            r.open_in_root(&initrd)?;
-            Some(initrd)
-        }
-    };
-    Ok((kver, vmlinuz, initrd))
-}
-
-/// A kernel version that can go into file names and a boot entry as it is.
-fn plain_kver(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= 128
-        && !k.starts_with('.')
-        && k.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'~' | b'-'))
-}
-
-/// The identity of the kernel [`find_kernel`] picks, from the image's tree: the store object
-/// ids (content digests with metadata) of its vmlinuz and initramfs.img, hashed. None if the
-/// tree has no kernel. Saves reading and hashing tens of megabytes on every stage.
-pub fn kernel_sum(tree: &ociboot_store::Tree) -> Option<String> {
-    use ociboot_store::Content;
-    let Content::Dir(kvers) = &tree.lookup(b"usr/lib/modules")?.content else {
-        return None;
-    };
-    let node = |k: &[u8], name: &str| {
-        let mut p = b"usr/lib/modules/".to_vec();
-        p.extend_from_slice(k);
-        p.push(b'/');
-        p.extend_from_slice(name.as_bytes());
-        tree.lookup(&p)
-    };
-    let file = |k: &[u8], name: &str| match &node(k, name)?.content {
-        Content::File { object, .. } => Some(*object),
-        _ => None,
-    };
-    // BTreeMap order is byte order, the order find_kernel sorts names in; like find_kernel,
-    // only real directories of usr/lib/modules count. The sum names the files only when
-    // they are regular files of the tree: anything else (a symlink) is hashed from the
-    // files find_kernel opens instead.
-    let kver = kvers
-        .iter()
-        .find(|(k, n)| n.is_dir() && node(k, "vmlinuz").is_some())
-        .map(|(k, _)| k)?;
-    file(kver, "vmlinuz")?;
-    if node(kver, "initramfs.img").is_some() {
-        file(kver, "initramfs.img")?;
-    }
-    let mut h = Sha256::new();
-    h.update(b"ociboot kernel objects\0");
-    for name in ["vmlinuz", "initramfs.img"] {
-        if let Some(object) = file(kver, name) {
-            h.update(name.as_bytes());
-            h.update(object.hex().as_bytes());
-        }
-    }
-    Some(ociboot_oci::digest::hex(&h.finalize()))
-}
-
-/// Copy the deployment's kernel into /boot once per distinct content (`sum`, from
-/// [`kernel_sum`], or else hashed from the files).
-pub fn install_kernel(
-    boot: &Path,
-    stateroot: &str,
-    root: &Path,
-    sum: Option<&str>,
-) -> Result<Kernel> {
-    let (kver, vmlinuz, initramfs) = find_kernel(root)?;
-    let bootcsum = match sum {
-        Some(s) => s.to_string(),
-        None => {
-            let mut h = Sha256::new();
-            let r = ociboot_fs::beneath::Root::open(root)?;
-            for p in std::iter::once(&vmlinuz).chain(initramfs.as_ref()) {
-                let mut data = Vec::new();
-                r.open_in_root(p)?
-                    .read_to_end(&mut data)
-                    .at("reading", root.join(p))?;
-                h.update((data.len() as u64).to_le_bytes());
-                h.update(&data);
-            }
-            ociboot_oci::digest::hex(&h.finalize())
-        }
-    };
-    let name = format!("{stateroot}-{bootcsum}");
-    let rel = format!("ociboot/{name}");
-    let dest = boot.join(&rel);
-    let kernel = Kernel {
-        linux: format!("/{rel}/vmlinuz-{kver}"),
-        initrd: initramfs
-            .as_ref()
-            .map(|_| format!("/{rel}/initramfs-{kver}.img")),
-        dir: name,
-        kver: kver.clone(),
-    };
-    if dest.is_dir() {
-        return Ok(kernel);
-    }
-    let parent = boot.join("ociboot");
-    std::fs::create_dir_all(&parent).at("creating", &parent)?;
-    let tmp = parent.join(format!(".tmp-{}-{bootcsum}", std::process::id()));
-    ociboot_fs::remove_any(&tmp)?;
-    std::fs::create_dir(&tmp).at("creating", &tmp)?;
-    let mut files = vec![(vmlinuz, format!("vmlinuz-{kver}"))];
-    if let Some(i) = initramfs {
-        files.push((i, format!("initramfs-{kver}.img")));
-    }
-    let r = ociboot_fs::beneath::Root::open(root)?;
-    for (src, n) in files {
-        let d = tmp.join(&n);
-        let mut from = r.open_in_root(&src)?;
-        let mut to = std::fs::File::create(&d).at("creating", &d)?;
-        std::io::copy(&mut from, &mut to)
-            .ctx(|| format!("copying {} to {}", root.join(&src).display(), d.display()))?;
-        to.sync_all().at("fsync", &d)?;
-    }
-    ociboot_fs::fsync_dir(&tmp)?;
-    std::fs::rename(&tmp, &dest)
-        .ctx(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
-    ociboot_fs::fsync_dir(&parent)?;
-    Ok(kernel)
-}
-
-/// Kernel directories (names under boot/ociboot) that no entry uses, and leftovers.
-pub fn unused_kernel_dirs(boot: &Path, entries: &[Entry]) -> Result<Vec<PathBuf>> {
-    let parent = boot.join("ociboot");
-    let rd = match std::fs::read_dir(&parent) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Ok(Err(e).at("reading", &parent)?),
-    };
-    let mut out = Vec::new();
-    for e in rd.flatten() {
-        let n = e.file_name().to_string_lossy().to_string();
-        let used = entries
-            .iter()
-            .any(|x| x.linux.starts_with(&format!("/ociboot/{n}/")));
-        if !used {
-            out.push(e.path());
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -497,6 +415,14 @@ mod tests {
             linux: "/ociboot/x/vmlinuz-1".into(),
             initrd: None,
             options: format!("rw ociboot=default/{t}"),
+            counter: None,
+        }
+    }
+
+    fn counted(t: &str, left: u32, done: u32) -> Entry {
+        Entry {
+            counter: Some(Counter { left, done }),
+            ..e(t)
         }
     }
 
@@ -508,6 +434,15 @@ mod tests {
             .collect()
     }
 
+    fn names(boot: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(boot.join("loader/entries"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn entries_roundtrip_and_reorder() {
         let d = tempfile::tempdir().unwrap();
@@ -515,20 +450,106 @@ mod tests {
         write_entries(&boot, &[e("a"), e("b"), e("c")], || {}).unwrap();
         assert_eq!(keys(&boot), ["default/a", "default/b", "default/c"]);
         let conf = std::fs::read_to_string(boot.join("loader/loader.conf")).unwrap();
-        assert!(conf.contains("default ociboot-default-a.conf\n"), "{conf}");
+        assert!(!conf.contains("default "), "{conf}");
+        let text = std::fs::read_to_string(boot.join("loader/entries/ociboot-default-a.conf"));
+        assert!(text.unwrap().contains("sort-key ociboot\nversion 3\n"));
         // Interrupted just before the commit point: nothing changed for the loader or status.
         write_entries(&boot, &[e("b"), e("a")], || {
             assert_eq!(keys(&boot), ["default/a", "default/b", "default/c"]);
         })
         .unwrap();
         assert_eq!(keys(&boot), ["default/b", "default/a"]);
-        assert_eq!(read_entries(&boot).unwrap()[0].version, 2);
-        let mut names: Vec<String> = std::fs::read_dir(boot.join("loader/entries"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["ociboot-default-a.conf", "ociboot-default-b.conf"]);
+        // Every version is above every older one.
+        assert_eq!(read_entries(&boot).unwrap()[0].version, 5);
+        assert_eq!(
+            names(&boot),
+            ["ociboot-default-a.conf", "ociboot-default-b.conf"]
+        );
+    }
+
+    #[test]
+    fn counted_entries_are_renamed_and_given_up_ones_sort_last() {
+        let d = tempfile::tempdir().unwrap();
+        let boot = d.path().join("boot");
+        write_entries(&boot, &[e("a")], || {}).unwrap();
+        write_entries(&boot, &[counted("b", 3, 0), e("a")], || {}).unwrap();
+        assert_eq!(
+            names(&boot),
+            ["ociboot-default-a.conf", "ociboot-default-b+3.conf"]
+        );
+        assert_eq!(keys(&boot), ["default/b", "default/a"]);
+        // The loader tries b three times, renaming it each time, and gives up.
+        let dir = boot.join("loader/entries");
+        for (from, to) in [("b+3", "b+2-1"), ("b+2-1", "b+1-2"), ("b+1-2", "b+0-3")] {
+            assert_eq!(keys(&boot)[0], "default/b", "{from}: tries left, b boots");
+            std::fs::rename(
+                dir.join(format!("ociboot-default-{from}.conf")),
+                dir.join(format!("ociboot-default-{to}.conf")),
+            )
+            .unwrap();
+        }
+        let st = read_entries(&boot).unwrap();
+        assert_eq!(keys(&boot), ["default/a", "default/b"], "a boots again");
+        assert_eq!(st[1].counter, Some(Counter { left: 0, done: 3 }));
+        // Writing keeps a counter; a new counter renames the one file (never two of b).
+        write_entries(&boot, &st, || {}).unwrap();
+        assert_eq!(
+            names(&boot),
+            ["ociboot-default-a.conf", "ociboot-default-b+0-3.conf"]
+        );
+        write_entries(&boot, &[counted("b", 3, 0), e("a")], || {}).unwrap();
+        assert_eq!(
+            names(&boot),
+            ["ociboot-default-a.conf", "ociboot-default-b+3.conf"]
+        );
+        assert_eq!(keys(&boot), ["default/b", "default/a"]);
+        // Blessed by systemd-bless-boot: the plain name.
+        std::fs::rename(
+            dir.join("ociboot-default-b+3.conf"),
+            dir.join("ociboot-default-b.conf"),
+        )
+        .unwrap();
+        assert_eq!(read_entries(&boot).unwrap()[0].counter, None);
+    }
+
+    #[test]
+    fn an_entry_file_naming_another_deployment_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let boot = d.path().join("boot");
+        write_entries(&boot, &[e("a")], || {}).unwrap();
+        let dir = boot.join("loader/entries");
+        std::fs::copy(
+            dir.join("ociboot-default-a.conf"),
+            dir.join("ociboot-default-b+3.conf"),
+        )
+        .unwrap();
+        let err = read_entries(&boot).unwrap_err().to_string();
+        assert!(err.contains("ociboot-default-b+3.conf: boots"), "{err}");
+    }
+
+    #[test]
+    fn an_older_loader_conf_decides_until_the_next_write() {
+        let d = tempfile::tempdir().unwrap();
+        let boot = d.path().join("boot");
+        write_entries(&boot, &[e("a"), e("b")], || {}).unwrap();
+        // As an older ociboot left it: b the default by loader.conf, versions the other way.
+        let p = boot.join("loader/loader.conf");
+        std::fs::write(
+            &p,
+            "timeout 5\ndefault ociboot-default-b.conf\n# ociboot-order: default/b default/a\n",
+        )
+        .unwrap();
+        assert_eq!(keys(&boot), ["default/b", "default/a"]);
+        write_entries(&boot, &[e("b"), e("a")], || {}).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .lines()
+                .skip(1)
+                .collect::<Vec<_>>(),
+            ["timeout 5"]
+        );
+        assert_eq!(keys(&boot), ["default/b", "default/a"]);
     }
 
     #[test]
@@ -547,24 +568,6 @@ mod tests {
             t.contains("timeout 10\n") && !t.contains("timeout 2"),
             "{t}"
         );
-        assert_eq!(t.matches("default ").count(), 1, "{t}");
-    }
-
-    #[test]
-    fn an_image_with_several_kernels_is_refused() {
-        let d = tempfile::tempdir().unwrap();
-        let m = d.path().join("usr/lib/modules");
-        for k in ["6.1.0-1", "6.2.0-1"] {
-            std::fs::create_dir_all(m.join(k)).unwrap();
-            std::fs::write(m.join(k).join("vmlinuz"), "k").unwrap();
-        }
-        let e = find_kernel(d.path()).unwrap_err().to_string();
-        assert!(e.contains("several kernels (6.1.0-1, 6.2.0-1)"), "{e}");
-        std::fs::remove_file(m.join("6.2.0-1/vmlinuz")).unwrap();
-        assert_eq!(
-            find_kernel(d.path()).unwrap().0,
-            "6.1.0-1",
-            "modules only: no kernel"
-        );
+        assert!(!t.contains("default "), "{t}");
     }
 }

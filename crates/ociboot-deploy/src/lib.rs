@@ -18,6 +18,7 @@ pub mod cmdline;
 mod error;
 pub mod etcmerge;
 pub mod fstree;
+pub mod health;
 pub mod kargs;
 pub mod lint;
 pub mod origin;

@@ -162,6 +162,20 @@ pub struct OcibootDeployment {
     pub root: String,
     /// The kernel command line without `ociboot=`, space-separated.
     pub kargs: String,
+    /// Boot counting: `null` when the entry is not being tried (blessed, or never counted).
+    pub boot_counting: Option<BootCounting>,
+    /// The last health verdict recorded on a boot of this deployment, if any.
+    pub health: Option<crate::health::Verdict>,
+}
+
+/// The tries of an entry the loader is trying (UAPI boot counting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootCounting {
+    /// Tries left; 0: the loader gave up on this deployment and boots the next one.
+    pub tries_left: u32,
+    /// Tries made.
+    pub tries_done: u32,
 }
 
 impl ImageStatus {
@@ -207,8 +221,24 @@ impl BootEntry {
                 deploy_serial: o.serial,
                 root: d.root.display().to_string(),
                 kargs: o.kargs.join(" "),
+                boot_counting: None,
+                health: None,
             },
         }
+    }
+
+    /// The entry of `d` with what `state` knows of its boots: its counter and health verdict.
+    fn of(state: &State, d: &Deployment, download_only: bool) -> BootEntry {
+        let mut b = BootEntry::new(d, download_only);
+        b.ociboot.boot_counting = state
+            .entry_of(d)
+            .and_then(|e| e.counter)
+            .map(|c| BootCounting {
+                tries_left: c.left,
+                tries_done: c.done,
+            });
+        b.ociboot.health = state.health.get(&d.key()).cloned();
+        b
     }
 }
 
@@ -233,7 +263,7 @@ impl Host {
                 .entries
                 .iter()
                 .filter(|(_, d)| !in_slot(d))
-                .map(|(_, d)| BootEntry::new(d, false))
+                .map(|(_, d)| BootEntry::of(state, d, false))
                 .collect()
         };
         let rollback_queued = state.rollback_queued();
@@ -255,9 +285,9 @@ impl Host {
                 },
             },
             status: HostStatus {
-                staged: staged.map(|(d, i)| BootEntry::new(d, i.locked)),
-                booted: booted.map(|d| BootEntry::new(d, false)),
-                rollback: rollback.map(|d| BootEntry::new(d, false)),
+                staged: staged.map(|(d, i)| BootEntry::of(state, d, i.locked)),
+                booted: booted.map(|d| BootEntry::of(state, d, false)),
+                rollback: rollback.map(|d| BootEntry::of(state, d, false)),
                 other_deployments,
                 rollback_queued,
                 host_type: booted.map(|_| HostType::BootcHost),

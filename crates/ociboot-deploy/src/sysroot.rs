@@ -31,6 +31,7 @@ mod checkout;
 mod drift;
 mod entries;
 mod gc;
+mod health;
 mod lifecycle;
 mod state;
 #[cfg(test)]
@@ -40,6 +41,7 @@ mod update;
 pub use crate::cmdline::proc_cmdline;
 pub use drift::{Drift, DriftKind};
 pub use gc::GcReport;
+pub use health::Assessment;
 pub use lifecycle::InstallOptions;
 pub use state::State;
 pub use update::{RegistryLoader, SwitchOutcome, UpgradeMode, UpgradeOutcome};
@@ -314,6 +316,11 @@ impl Sysroot {
 
     fn origin_path(&self, s: &str, id: &str) -> PathBuf {
         self.deploy_dir(s).join(format!("{id}.origin"))
+    }
+
+    /// The last health verdict of a deployment, beside its origin (removed with it by the GC).
+    fn health_path(&self, s: &str, id: &str) -> PathBuf {
+        self.deploy_dir(s).join(format!("{id}.health"))
     }
 
     fn staged_file(&self) -> PathBuf {

@@ -154,6 +154,9 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Operations run by ociboot's systemd units.
+    #[command(hide = true, subcommand)]
+    Internals(InternalsCommand),
     /// Set up the root as at boot, without switching to it: the deployment named by
     /// ociboot= in CMDLINE, under PHYSICAL_ROOT (for tests, in a private mount namespace).
     /// At boot the same runs as PID 1 (init=…/usr/bin/ociboot), then starts /sbin/init.
@@ -163,6 +166,24 @@ pub enum Command {
         physical_root: PathBuf,
         #[arg(long, value_name = "CMDLINE")]
         cmdline: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InternalsCommand {
+    /// Run the booted system's health checks (ociboot-health.service, before
+    /// boot-complete.target); exits 1 when a required one fails.
+    HealthCheck {
+        /// The running system's root, where health.d, wanted.d and health.toml are read.
+        #[arg(long, value_name = "PATH", default_value = "/")]
+        root: PathBuf,
+    },
+    /// Record this boot's health verdict once boot-complete.target settled, and reboot a
+    /// failed counted try after the configured delay (ociboot-health-assess.service).
+    HealthAssess {
+        /// The running system's root, where health.toml is read.
+        #[arg(long, value_name = "PATH", default_value = "/")]
+        root: PathBuf,
     },
 }
 

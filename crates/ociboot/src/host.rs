@@ -42,7 +42,7 @@ fn lock_store(sysroot: &Sysroot, rep: &Reporter) -> Result<SysrootLock> {
     Ok(sysroot.lock_store(&|h| rep.waiting_for_lock(h))?)
 }
 
-fn reboot(g: &Global) -> Result<()> {
+pub(crate) fn reboot(g: &Global) -> Result<()> {
     say(g, "Rebooting");
     let st = std::process::Command::new("systemctl")
         .args(["reboot", "--message=Initiated by ociboot"])
@@ -125,6 +125,7 @@ pub fn run(g: &Global, cmd: Command) -> Result<()> {
         }
         Command::Image(_)
         | Command::Container(_)
+        | Command::Internals(_)
         | Command::Completion { .. }
         | Command::Man { .. } => {
             unreachable!("dispatched in main")

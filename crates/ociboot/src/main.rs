@@ -6,6 +6,7 @@ mod host;
 mod image;
 mod init;
 mod install;
+mod internals;
 mod output;
 mod progress;
 
@@ -57,6 +58,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Ok(())
         }
         cli::Command::Man { dir } => write_man_pages(&dir),
+        cli::Command::Internals(cmd) => internals::run(&g, cmd),
         other => host::run(&g, other),
     }
 }

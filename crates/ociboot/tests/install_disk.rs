@@ -88,16 +88,26 @@ fn disk_image_reads_back_with_standard_tools() {
     assert!(p2.contains("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"), "{p2}");
     assert!(p2.contains("First sector: 1050624 "), "{p2}");
 
-    // ESP: FAT that mtools reads; loader.conf names the deployment's entry, which boots the
-    // kernel copied onto the ESP and runs the deployment's ociboot as init.
+    // ESP: FAT that mtools reads; one entry (loader.conf names no default: the loader boots
+    // the highest version), uncounted (nothing to fall back to), which boots the kernel
+    // copied onto the ESP and runs the deployment's ociboot as init.
     let esp = format!("{}@@1M", disk.display());
     let mtype = |p: &str| text(sh(Command::new("mtype").args(["-i", &esp, p])));
     let conf = mtype("::/loader/loader.conf");
-    let entry = conf
-        .lines()
-        .find_map(|l| l.strip_prefix("default "))
-        .expect("default line")
-        .to_string();
+    assert!(!conf.contains("default "), "{conf}");
+    let listing = text(sh(Command::new("mdir").args([
+        "-b",
+        "-i",
+        &esp,
+        "::/loader/entries",
+    ])));
+    let entries: Vec<&str> = listing.lines().filter(|l| l.ends_with(".conf")).collect();
+    assert_eq!(entries.len(), 1, "{listing}");
+    let entry = entries[0].rsplit('/').next().unwrap();
+    assert!(
+        !entry.contains('+'),
+        "the only entry is not counted: {entry}"
+    );
     let e = mtype(&format!("::/loader/entries/{entry}"));
     let get = |k: &str| {
         e.lines()

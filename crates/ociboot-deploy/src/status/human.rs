@@ -3,6 +3,7 @@
 //! heading, `●` on the booted slot, timestamps cut to seconds; `-v` adds ociboot's rows.
 
 use super::{BootEntry, Host};
+use crate::health::Outcome;
 
 const STAGED: &str = "Staged image";
 const BOOTED: &str = "Booted image";
@@ -72,6 +73,36 @@ fn block(name: &str, e: &BootEntry, verbose: bool) -> String {
     }
     if e.pinned {
         rows.push(row("Pinned", "yes".into()));
+    }
+    match e.ociboot.boot_counting {
+        Some(c) if c.tries_left == 0 => rows.push(row(
+            "Boot",
+            format!(
+                "given up after {} tries (the loader boots the next entry)",
+                c.tries_done
+            ),
+        )),
+        Some(c) => rows.push(row(
+            "Boot",
+            format!(
+                "being tried: {} tries left, {} done",
+                c.tries_left, c.tries_done
+            ),
+        )),
+        None => {}
+    }
+    if let Some(h) = &e.ociboot.health {
+        let at = to_seconds(&h.at);
+        match h.result {
+            Outcome::Failed => rows.push(row("Health", format!("failed at {at}: {}", h.summary()))),
+            Outcome::Passed if verbose => rows.push(row("Health", format!("passed at {at}"))),
+            Outcome::Passed => {}
+        }
+        if verbose {
+            for w in &h.warnings {
+                rows.push(row("Warning", format!("{} ({})", w.check, w.reason)));
+            }
+        }
     }
     if verbose {
         let o = &e.ociboot;

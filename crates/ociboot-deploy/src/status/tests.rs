@@ -92,6 +92,7 @@ fn entry(d: &Deployment) -> (Entry, Deployment) {
         linux: "/ociboot/vmlinuz".into(),
         initrd: None,
         options: format!("ociboot={}", d.key()),
+        counter: None,
     };
     (e, d.clone())
 }
@@ -108,6 +109,7 @@ fn state(entries: &[&Deployment], staged: Option<(&Deployment, bool)>, booted: &
             (d.clone(), info)
         }),
         booted: (!booted.is_empty()).then(|| booted.to_string()),
+        health: Default::default(),
     }
 }
 
@@ -130,6 +132,36 @@ fn check(name: &str, state: &State, booted_only: bool) {
     );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/status/snapshots");
     assert_snapshot(&dir.join(format!("{name}.txt")), &all);
+}
+
+#[test]
+fn counted_and_given_up() {
+    // v2 was tried three times and given up on (its required check failed); v1 boots again,
+    // and a v3 is being tried.
+    let a = deployment("a1", 0, &V1);
+    let b = deployment("b2", 1, &V2);
+    let mut st = state(&[&a, &b], None, "default/a1");
+    st.entries[1].0.counter = Some(crate::bls::Counter { left: 0, done: 3 });
+    st.health.insert(
+        "default/b2".into(),
+        crate::health::Verdict {
+            result: crate::health::Outcome::Failed,
+            failed: vec![crate::health::Failure {
+                check: "50-app".into(),
+                reason: "exit status 1: no app".into(),
+            }],
+            warnings: vec![crate::health::Failure {
+                check: "90-disk".into(),
+                reason: "exit status 1: disk 91% full".into(),
+            }],
+            at: "2026-12-02T17:00:00Z".into(),
+        },
+    );
+    check("given-up", &st, false);
+    let c = deployment("c3", 2, &LOCAL);
+    let mut st = state(&[&c, &a], None, "default/c3");
+    st.entries[0].0.counter = Some(crate::bls::Counter { left: 2, done: 1 });
+    check("being-tried", &st, false);
 }
 
 #[test]

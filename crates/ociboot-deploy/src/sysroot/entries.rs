@@ -44,18 +44,83 @@ impl Sysroot {
             linux: k.linux,
             initrd: k.initrd,
             options: options(d),
+            counter: None,
         })
     }
 
-    /// Write the entry set for these deployments, in this order.
+    /// Write the entry set for these deployments, in this order. An entry keeps the counter
+    /// its file has; a new default (when there is another entry to fall back to) gets fresh
+    /// tries, see [`boot_tries`].
     pub(super) fn write_entries(&self, order: &[&Deployment], before_swap: &str) -> Result<()> {
+        let current = bls::read_entries(&self.boot)?;
+        let first = current.first().and_then(|e| e.deployment_key());
         let entries = order
             .iter()
             .enumerate()
-            .map(|(i, d)| self.entry_for(d, i))
+            .map(|(i, d)| {
+                let key = d.key();
+                let mut e = self.entry_for(d, i)?;
+                e.counter = if i == 0 && first != Some(key.as_str()) && order.len() > 1 {
+                    boot_tries(d).map(bls::Counter::fresh)
+                } else {
+                    current
+                        .iter()
+                        .find(|c| c.deployment_key() == Some(key.as_str()))
+                        .and_then(|c| c.counter)
+                };
+                Ok(e)
+            })
             .collect::<Result<Vec<_>>>()?;
         bls::write_entries(&self.boot, &entries, || hit(before_swap))
     }
+}
+
+/// Where an admin sets the tries of a new default entry (systemd's kernel-install reads the
+/// same file): in the deployment's /etc, which the /etc merge carried over.
+pub const TRIES_FILE: &str = "etc/kernel/tries";
+
+/// The tries a new default entry for `d` gets: `/etc/kernel/tries` (default 3, 0 for none),
+/// and none when the image cannot bless a good boot (see [`can_bless`]): its entry would run
+/// out of tries on healthy boots and the loader would leave it.
+pub fn boot_tries(d: &Deployment) -> Option<u32> {
+    if !can_bless(&d.root) {
+        return None;
+    }
+    let read = ociboot_fs::beneath::Root::open(&d.root).and_then(|r| r.read(TRIES_FILE, 64));
+    let tries = match read {
+        Ok(data) => {
+            let text = String::from_utf8_lossy(&data);
+            match text.trim().parse::<u32>() {
+                Ok(n) if n <= bls::MAX_TRIES => n,
+                _ => {
+                    tracing::warn!(
+                        "{}: {:?} is not a number of tries from 0 to {}: using 3",
+                        d.root.join(TRIES_FILE).display(),
+                        text.trim(),
+                        bls::MAX_TRIES
+                    );
+                    3
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 3,
+        Err(e) => {
+            tracing::warn!("{e}: using 3 tries");
+            3
+        }
+    };
+    (tries > 0).then_some(tries)
+}
+
+/// The program that marks a counted boot good once `boot-complete.target` is reached (Debian
+/// 12: package `systemd-boot`).
+pub const BLESS_BOOT: &str = "usr/lib/systemd/systemd-bless-boot";
+
+/// Whether the image in `root` carries systemd-bless-boot (a regular file, not a link out).
+pub fn can_bless(root: &Path) -> bool {
+    ociboot_fs::beneath::Root::open(root)
+        .and_then(|r| r.stat(BLESS_BOOT))
+        .is_ok_and(|k| k == Some(ociboot_fs::beneath::Kind::File))
 }
 
 /// `<PRETTY_NAME> [<version>] (ociboot:<stateroot>:<index>)`.

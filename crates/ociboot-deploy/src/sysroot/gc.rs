@@ -103,7 +103,13 @@ impl Sysroot {
             };
             for name in dir.list("")? {
                 let n = name.to_string_lossy().to_string();
-                let id = n.strip_suffix(".origin").unwrap_or(&n).to_string();
+                // A deployment's files: `<id>`, `<id>.origin` and `<id>.health`.
+                let record = n.ends_with(".origin") || n.ends_with(".health");
+                let id = n
+                    .strip_suffix(".origin")
+                    .or_else(|| n.strip_suffix(".health"))
+                    .unwrap_or(&n)
+                    .to_string();
                 let key = format!("{stateroot}/{id}");
                 if keep.contains(&key) && !n.ends_with(".partial") {
                     if n.ends_with(".origin") {
@@ -114,7 +120,7 @@ impl Sysroot {
                     }
                     continue;
                 }
-                if !n.ends_with(".origin") {
+                if !record {
                     report.deployments += 1;
                 }
                 dir.remove(&name)?;
@@ -134,6 +140,7 @@ impl Sysroot {
                     linux: k.linux,
                     initrd: k.initrd,
                     options: String::new(),
+                    counter: None,
                 });
             }
         }

@@ -155,6 +155,13 @@ impl Sysroot {
         let (o, m) = scans.map_err(cleanup)?;
         etcmerge::check_deployment(&o, &m, &co.root).map_err(cleanup)?;
         super::entries::check_init(&co.root, &image.to_string()).map_err(cleanup)?;
+        if !super::entries::can_bless(&co.root) {
+            tracing::warn!(
+                "{image} has no /{} (Debian: package systemd-boot): its boot entry is not \
+                 counted, so a boot of it that fails does not fall back by itself",
+                super::entries::BLESS_BOOT
+            );
+        }
         let new_image_kargs = kargs::image_kargs(&co.root).map_err(cleanup)?;
         let spec = OriginSpec {
             image: image.clone(),

@@ -21,6 +21,8 @@ pub struct State {
     pub staged: Option<(Deployment, StagedInfo)>,
     /// The `ociboot=` value on the running kernel's command line, if it names an entry.
     pub booted: Option<String>,
+    /// The last health verdict of each deployment that has one, by `<stateroot>/<id>`.
+    pub health: std::collections::BTreeMap<String, crate::health::Verdict>,
 }
 
 impl State {
@@ -47,6 +49,26 @@ impl State {
     /// The rollback deployment (see [`State::rollback_index`]).
     pub fn rollback(&self) -> Option<&Deployment> {
         self.rollback_index().map(|i| &self.entries[i].1)
+    }
+
+    /// The entry of a deployment, if it has one.
+    pub fn entry_of(&self, d: &Deployment) -> Option<&Entry> {
+        let k = d.key();
+        self.entries
+            .iter()
+            .find(|(_, x)| x.key() == k)
+            .map(|(e, _)| e)
+    }
+
+    /// A deployment of this image that the loader gave up on (its entry has no tries left):
+    /// an update to the same digest is not staged again.
+    pub fn given_up(&self, digest: &ociboot_oci::Sha256Digest) -> Option<&Deployment> {
+        self.entries
+            .iter()
+            .find(|(e, d)| {
+                e.counter.is_some_and(|c| c.given_up()) && d.origin.manifest_digest == *digest
+            })
+            .map(|(_, d)| d)
     }
 
     /// The rollback deployment sorts before the booted one.
@@ -98,10 +120,17 @@ impl Sysroot {
         let booted = cmdline::deployment_key(cmdline)
             .filter(|k| entries.iter().any(|(_, d)| d.key() == *k))
             .map(str::to_string);
+        let health = entries
+            .iter()
+            .map(|(_, d)| d)
+            .chain(staged.as_ref().map(|(d, _)| d))
+            .filter_map(|d| self.health(d).map(|v| (d.key(), v)))
+            .collect();
         Ok(State {
             entries,
             staged,
             booted,
+            health,
         })
     }
 

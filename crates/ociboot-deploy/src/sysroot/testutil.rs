@@ -78,6 +78,7 @@ pub fn entry(id: &str, kernel_dir: &str) -> Entry {
         linux: format!("/ociboot/{kernel_dir}/vmlinuz-6.1"),
         initrd: None,
         options: format!("rw ociboot=default/{id}"),
+        counter: None,
     }
 }
 

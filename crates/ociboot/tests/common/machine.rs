@@ -45,28 +45,42 @@ impl Machine {
         self.h.fails(args)
     }
 
-    /// The entries as the loader sees them, default first: (options, linux, initrd). The
-    /// default is the one loader.conf names; the rest follow ociboot's order line.
+    /// The entries as systemd-boot 252 sorts them, default first: (options, linux, initrd).
+    /// loader.conf must not name a default (boot counting renames entry files); entries the
+    /// loader gave up on (`+0` in the file name) go last, the others by `version`, highest
+    /// first (all of ociboot's share one `sort-key`).
     pub fn entries(&self) -> Vec<(String, String, Option<String>)> {
         let conf = std::fs::read_to_string(self.root().join("boot/loader/loader.conf")).unwrap();
-        let default = conf
-            .lines()
-            .find_map(|l| l.strip_prefix("default "))
-            .expect("no default in loader.conf")
-            .to_string();
-        let order: Vec<String> = conf
-            .lines()
-            .find_map(|l| l.strip_prefix("# ociboot-order: "))
-            .expect("no order line")
-            .split_whitespace()
-            .map(|k| format!("ociboot-{}.conf", k.replacen('/', "-", 1)))
+        assert!(
+            !conf.lines().any(|l| l.trim_start().starts_with("default")),
+            "loader.conf names a default: {conf}"
+        );
+        let mut named: Vec<(bool, u64, String)> = self
+            .entry_names()
+            .into_iter()
+            .map(|name| {
+                let stem = name.trim_end_matches(".conf");
+                let given_up = stem
+                    .rsplit_once('+')
+                    .is_some_and(|(_, c)| c.split('-').next() == Some("0"));
+                let text =
+                    std::fs::read_to_string(self.root().join("boot/loader/entries").join(&name))
+                        .unwrap();
+                assert!(text.contains("\nsort-key ociboot\n"), "{name}: {text}");
+                let version = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("version "))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{name}: no version"));
+                (given_up, version, name)
+            })
             .collect();
-        assert_eq!(order[0], default, "the default leads the order");
-        order.iter().map(|name| self.entry(name)).collect()
+        named.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
+        named.iter().map(|(_, _, name)| self.entry(name)).collect()
     }
 
-    /// Every entry file in loader/entries (`*.conf`, whatever loader.conf says), by name.
-    pub fn entry_files(&self) -> Vec<(String, String, Option<String>)> {
+    /// The names of the `*.conf` files in loader/entries, sorted.
+    pub fn entry_names(&self) -> Vec<String> {
         let dir = self.root().join("boot/loader/entries");
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .map(|rd| {
@@ -76,7 +90,15 @@ impl Machine {
             })
             .unwrap_or_default();
         names.sort();
-        names.iter().map(|name| self.entry(name)).collect()
+        names
+    }
+
+    /// Every entry file in loader/entries (`*.conf`, whatever loader.conf says), by name.
+    pub fn entry_files(&self) -> Vec<(String, String, Option<String>)> {
+        self.entry_names()
+            .iter()
+            .map(|name| self.entry(name))
+            .collect()
     }
 
     /// An entry file of loader/entries: (options, linux, initrd).
