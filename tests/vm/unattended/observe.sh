@@ -6,8 +6,11 @@ SVC=ociboot-fetch-apply-updates.service
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 
 # Bytes received and sent on the guest's network (its only peer is the registry).
+# (/proc/net/dev: "IFACE: rx_bytes rx_packets ... (8 rx fields) tx_bytes ...", the name
+# right-aligned in 6 columns, so leading blanks or none.)
 net_bytes() {
-    awk -F'[: ]+' 'NR > 2 && $2 != "lo" { s += $3 + $11 } END { print s + 0 }' /proc/net/dev
+    sed 's/^ *//' /proc/net/dev |
+        awk -F'[: ]+' 'NR > 2 && $1 != "lo" { s += $2 + $10 } END { print s + 0 }'
 }
 
 # What this boot is: the image's release file, ociboot's status, the entries on the ESP, the
