@@ -18,11 +18,11 @@
 #                be static: it runs as init= to set up the root at boot),
 #                /usr/lib/bootc/kargs.d/10-console.toml
 #                (kargs = ["console=ttyS0,115200"]), and, enabled by links in
-#                /usr/lib/systemd/system/multi-user.target.wants:
-#                ociboot-finalize-staged.service (from systemd/) and the VM
-#                test's guest side, ociboot-vmtest.service + /usr/libexec/
-#                ociboot-vmtest (from tests/vm/guest/; idle without the test's
-#                step disk).
+#                /usr/lib/systemd/system as their [Install] sections say
+#                (scripts/install-units, as in the .deb): every unit of
+#                systemd/, and the VM test's guest side, ociboot-vmtest.service
+#                + /usr/libexec/ociboot-vmtest (from tests/vm/guest/; idle
+#                without the test's step disk).
 #       label org.opencontainers.image.version = "1"
 #   v2  layers A + B (shared with v1) + layer C: the package `less` installed
 #       by dpkg on top of A (computed as an overlayfs upper dir, converted to
@@ -84,11 +84,16 @@ if [[ -n $BIN ]]; then
 else
     BIN_SHA=none
 fi
-# Layer B also carries the systemd units and the VM test's guest side: part of its key.
+# Layer B also carries the systemd units and the VM test's guest side: part of its key, with
+# every unit of systemd/ (a glob: a unit added there changes the key) and the script that
+# installs and enables them.
 REPO=$(cd "$(dirname "$(realpath "${BASH_SOURCE[0]}")")/../.." && pwd)
-GUEST_FILES=("$REPO/systemd/ociboot-finalize-staged.service" "$REPO/tests/vm/guest/ociboot-vmtest.service"
+shopt -s nullglob
+GUEST_FILES=("$REPO"/systemd/* "$REPO/scripts/install-units" "$REPO/tests/vm/guest/ociboot-vmtest.service"
              "$REPO/tests/vm/guest/ociboot-vmtest")
-BIN_SHA=$( { echo "$BIN_SHA"; cat "${GUEST_FILES[@]}"; } | sha256sum | cut -d' ' -f1)
+shopt -u nullglob
+BIN_SHA=$( { echo "$BIN_SHA"; for f in "${GUEST_FILES[@]}"; do echo "${f#"$REPO"/}"; cat "$f"; done; } \
+           | sha256sum | cut -d' ' -f1)
 
 SELF=$(realpath "${BASH_SOURCE[0]}")
 KEY=$( { sha256sum <"$SELF"; echo "suite=$SUITE mirror=$MIRROR sde=$SOURCE_DATE_EPOCH prune=$PRUNE_MODULES"; } \
@@ -402,14 +407,11 @@ chmod 0755 "$L2" "$L2/usr" "$L2/usr/bin"
 kargs_file "$L2/usr/lib/bootc/kargs.d/10-console.toml" "console=ttyS0,115200"
 chmod 0755 "$L2/usr/lib" "$L2/usr/lib/bootc" "$L2/usr/lib/bootc/kargs.d"
 if [[ -n $BIN ]]; then install -m 0755 "$BIN" "$L2/usr/bin/ociboot"; fi
-# systemd units, enabled by the image itself (links under /usr, so no /etc change)
-U=$L2/usr/lib/systemd/system
-install -D -m 0644 "$REPO/systemd/ociboot-finalize-staged.service" "$U/ociboot-finalize-staged.service"
-install -D -m 0644 "$REPO/tests/vm/guest/ociboot-vmtest.service" "$U/ociboot-vmtest.service"
+# systemd units, enabled by the image itself (links under /usr, so no /etc change), as the
+# .deb has them: every unit of systemd/, and the test's own
+"$REPO/scripts/install-units" "$L2"
+"$REPO/scripts/install-units" "$L2" "$REPO/tests/vm/guest/ociboot-vmtest.service"
 install -D -m 0755 "$REPO/tests/vm/guest/ociboot-vmtest" "$L2/usr/libexec/ociboot-vmtest"
-mkdir -p "$U/multi-user.target.wants"
-ln -s ../ociboot-finalize-staged.service "$U/multi-user.target.wants/ociboot-finalize-staged.service"
-ln -s ../ociboot-vmtest.service "$U/multi-user.target.wants/ociboot-vmtest.service"
 find "$L2" -type d -exec chmod 0755 {} +
 make_layer "$L2" ociboot
 

@@ -242,6 +242,17 @@ impl Sysroot {
         })
     }
 
+    /// Like [`Sysroot::lock_store`], but if another writer holds the store's lock this does
+    /// not wait: an error names the holder (`pid N (VERB)`). For `upgrade`, which a timer
+    /// starts: a run that finds another at work gives up rather than queue behind it.
+    pub fn lock_store_unless_busy(&self, waiting: &dyn Fn(&str)) -> Result<SysrootLock> {
+        Ok(SysrootLock {
+            root: self.root.clone(),
+            store: Some(Store::open_write_unless_written(&self.root, waiting)?),
+            deployments: OnceLock::new(),
+        })
+    }
+
     /// Take the store's write lock only if nobody holds it (`None` if someone does).
     pub fn try_lock_store(&self) -> Result<Option<SysrootLock>> {
         Ok(Store::try_open_write(&self.root)?.map(|store| SysrootLock {

@@ -33,6 +33,9 @@ pub use error::{Error, Result};
 pub use manifest::{layer_compression, Compression};
 pub use reference::{ImageReference, LayoutRef, RegistryRef, Target, Transport};
 pub use registry::{RegistryClient, RegistryOptions};
-pub use source::{fetch_image, open_blob, open_source, FetchedImage, ImageSource, LayerInfo};
+pub use source::{
+    fetch_config, fetch_image, fetch_manifest, open_blob, open_source, FetchedImage,
+    FetchedManifest, ImageSource, LayerInfo,
+};
 
 pub use oci_spec;

@@ -1,5 +1,6 @@
 //! The one seam between transports and the store: an [`ImageSource`] hands out a manifest
-//! and blobs; [`fetch_image`] turns that into a verified manifest and config.
+//! and blobs; [`fetch_image`] turns that into a verified manifest and config
+//! ([`fetch_manifest`] and [`fetch_config`], its two halves).
 
 use std::io::Read;
 
@@ -97,8 +98,26 @@ pub fn open_source(r: &ImageReference, opts: &RegistryOptions) -> Result<Box<dyn
     })
 }
 
+/// A manifest fetched and checked, its config not yet: enough to tell whether an image
+/// changed (an `upgrade` that finds no update fetches nothing more).
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// Digest of the image manifest (the platform manifest when the reference named an index).
+    pub digest: Sha256Digest,
+    /// The image manifest exactly as received, the bytes `digest` covers.
+    pub bytes: Vec<u8>,
+    /// The image manifest, parsed and validated.
+    pub manifest: ImageManifest,
+}
+
 /// Fetch and check the manifest (choosing the host platform from an index) and the config.
 pub fn fetch_image(src: &mut dyn ImageSource) -> Result<FetchedImage> {
+    let m = fetch_manifest(src)?;
+    fetch_config(src, m)
+}
+
+/// Fetch and check the manifest only (choosing the host platform from an index): no blob.
+pub fn fetch_manifest(src: &mut dyn ImageSource) -> Result<FetchedManifest> {
     let name = src.name();
     let root = src.root_manifest()?;
     if root.bytes.len() as u64 > MAX_MANIFEST_SIZE {
@@ -137,6 +156,21 @@ pub fn fetch_image(src: &mut dyn ImageSource) -> Result<FetchedImage> {
         }
     };
     validate_manifest(&manifest, &name)?;
+    Ok(FetchedManifest {
+        digest: raw.digest,
+        bytes: raw.bytes,
+        manifest,
+    })
+}
+
+/// Fetch and check the config of a manifest [`fetch_manifest`] gave.
+pub fn fetch_config(src: &mut dyn ImageSource, m: FetchedManifest) -> Result<FetchedImage> {
+    let name = src.name();
+    let FetchedManifest {
+        digest,
+        bytes,
+        manifest,
+    } = m;
     let cfg = manifest.config();
     let config_digest = Sha256Digest::try_from(cfg.digest())?;
     let what = format!("{name}: config {config_digest}");
@@ -144,8 +178,8 @@ pub fn fetch_image(src: &mut dyn ImageSource) -> Result<FetchedImage> {
     let config_bytes = read_verified(stream, config_digest, cfg.size(), MAX_CONFIG_SIZE, &what)?;
     let config = parse_config(&config_bytes, &manifest, &name)?;
     Ok(FetchedImage {
-        manifest_digest: raw.digest,
-        manifest_bytes: raw.bytes,
+        manifest_digest: digest,
+        manifest_bytes: bytes,
         manifest,
         config_digest,
         config_bytes,

@@ -33,6 +33,19 @@ pub enum Error {
     /// ambiguous digest prefix, a non-empty unpack destination.
     #[error("{0}")]
     Usage(String),
+    /// A lock held by another writer, for a command that does not queue behind one.
+    #[error(
+        "the {lock} lock ({path}) is held by {holder}: another command is at work on this \
+         sysroot; nothing was done, run this again when it has finished"
+    )]
+    Busy {
+        /// Which lock ("store").
+        lock: String,
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as its lock file says: `pid N (VERB)`.
+        holder: String,
+    },
     /// Our own data could not be serialised: a bug, not damage to the store.
     #[error("cannot serialise {what}: {source}")]
     Serialize {

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use rustix::fs::{FlockOperation, Mode};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// The lock file's permission bits.
 const LOCK_MODE: u32 = 0o600;
@@ -62,11 +62,22 @@ fn restrict(f: &File, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What [`take`] does when someone else holds the lock.
+#[derive(Clone, Copy)]
+enum IfHeld<'a> {
+    /// Say for whom it waits (once), then wait.
+    Wait(&'a dyn Fn(&str)),
+    /// Give up: `None`.
+    GiveUp,
+    /// Refuse with [`Error::Busy`] if a writer holds it; wait (saying so) if only readers do.
+    RefuseWriter(&'a dyn Fn(&str)),
+}
+
 /// Take the lock at `path`, exclusive or shared. If someone else holds it, `waiting` is called
 /// once with what it waits for (`the NAME lock, held by pid N (VERB)`), then this blocks until
 /// the lock is free.
 pub fn acquire(path: &Path, name: &str, exclusive: bool, waiting: &dyn Fn(&str)) -> Result<Lock> {
-    match take(path, name, exclusive, Some(waiting))? {
+    match take(path, name, exclusive, IfHeld::Wait(waiting))? {
         Some(l) => Ok(l),
         None => unreachable!("a blocking flock returns with the lock or an error"),
     }
@@ -74,16 +85,35 @@ pub fn acquire(path: &Path, name: &str, exclusive: bool, waiting: &dyn Fn(&str))
 
 /// Take the lock at `path` exclusively if nobody holds it; `None` if someone does.
 pub fn try_acquire(path: &Path, name: &str) -> Result<Option<Lock>> {
-    take(path, name, true, None)
+    take(path, name, true, IfHeld::GiveUp)
 }
 
-/// Take the lock; without `waiting`, give up (`None`) rather than wait.
-fn take(
-    path: &Path,
-    name: &str,
-    exclusive: bool,
-    waiting: Option<&dyn Fn(&str)>,
-) -> Result<Option<Lock>> {
+/// Take the lock at `path` exclusively, but never queue behind another writer: if one holds
+/// it, [`Error::Busy`] names it (`pid N (VERB)`). Readers (shared holders, which finish without
+/// the network) are waited for, `waiting` told so. For a command that another run of itself
+/// must not wait for (`upgrade`, started by a timer).
+pub fn acquire_unless_written(path: &Path, name: &str, waiting: &dyn Fn(&str)) -> Result<Lock> {
+    match take(path, name, true, IfHeld::RefuseWriter(waiting))? {
+        Some(l) => Ok(l),
+        None => unreachable!("a refusal is an error, a wait returns with the lock"),
+    }
+}
+
+/// What the lock file says of its holder (an exclusive one writes it), or a stand-in.
+fn read_holder(f: &mut File) -> String {
+    let mut holder = String::new();
+    let _ = f.rewind();
+    let _ = f.take(256).read_to_string(&mut holder);
+    let holder = printable(holder.trim());
+    if holder.is_empty() {
+        "another ociboot process".to_string()
+    } else {
+        holder
+    }
+}
+
+/// Take the lock, doing what `if_held` says when someone else holds it.
+fn take(path: &Path, name: &str, exclusive: bool, if_held: IfHeld<'_>) -> Result<Option<Lock>> {
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -106,18 +136,25 @@ fn take(
         )
     };
     if rustix::fs::flock(&f, try_op).is_err() {
-        let Some(waiting) = waiting else {
-            return Ok(None);
-        };
-        let mut holder = String::new();
-        let _ = (&mut f).take(256).read_to_string(&mut holder);
-        let holder = holder.trim();
-        let holder = if holder.is_empty() {
-            "another ociboot process"
-        } else {
-            holder
-        };
-        waiting(&format!("the {name} lock, held by {holder}"));
+        match if_held {
+            IfHeld::GiveUp => return Ok(None),
+            IfHeld::Wait(waiting) => {
+                let holder = read_holder(&mut f);
+                waiting(&format!("the {name} lock, held by {holder}"));
+            }
+            IfHeld::RefuseWriter(waiting) => {
+                // Shared taken: only readers hold it. (Turning it exclusive below is not
+                // atomic: a writer coming in meanwhile is waited for, a narrow race.)
+                if rustix::fs::flock(&f, FlockOperation::NonBlockingLockShared).is_err() {
+                    return Err(Error::Busy {
+                        lock: name.to_string(),
+                        path: path.to_path_buf(),
+                        holder: read_holder(&mut f),
+                    });
+                }
+                waiting(&format!("the {name} lock, held by a reader"));
+            }
+        }
         rustix::fs::flock(&f, op).at("locking", path)?;
     }
     if exclusive {
@@ -159,6 +196,43 @@ mod tests {
         assert_eq!(mode(&p), 0o600);
         drop(acquire(&p, "test", true, &|_| panic!("nobody holds it")).unwrap());
         assert!(!std::fs::read_to_string(&p).unwrap().contains("secret"));
+    }
+
+    #[test]
+    fn a_writer_is_refused_by_name_and_a_reader_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lock");
+        let writer = acquire(&p, "test", true, &|_| panic!("nobody holds it")).unwrap();
+        let e = acquire_unless_written(&p, "test", &|_| panic!("a writer is not waited for"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "the test lock ({}) is held by {}",
+                p.display(),
+                holder()
+            )),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            holder(),
+            "the record is kept"
+        );
+        drop(writer);
+
+        let reader = acquire(&p, "test", false, &|_| panic!("nobody holds it")).unwrap();
+        let gone = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(reader);
+        });
+        let told = std::sync::Mutex::new(Vec::new());
+        let l = acquire_unless_written(&p, "test", &|w| told.lock().unwrap().push(w.to_string()))
+            .unwrap();
+        assert_eq!(*told.lock().unwrap(), ["the test lock, held by a reader"]);
+        gone.join().unwrap();
+        drop(l);
+        drop(acquire_unless_written(&p, "test", &|_| panic!("nobody holds it")).unwrap());
     }
 
     #[test]

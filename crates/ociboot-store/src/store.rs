@@ -115,6 +115,21 @@ impl Store {
         Self::open_locked(sysroot, l)
     }
 
+    /// Open for writing unless another writer holds the lock: then [`Error::Busy`] names it,
+    /// and the store is left as it is. Readers holding it are waited for (`waiting` is told).
+    pub fn open_write_unless_written(sysroot: &Path, waiting: &dyn Fn(&str)) -> Result<Store> {
+        if !sysroot.is_dir() {
+            return Err(Error::NotFound(format!(
+                "sysroot {} is not a directory",
+                sysroot.display()
+            )));
+        }
+        let base = sysroot.join("ociboot");
+        ensure_dir(&base)?;
+        let l = lock::acquire_unless_written(&base.join("lock"), "store", waiting)?;
+        Self::open_locked(sysroot, l)
+    }
+
     /// Open for writing if nobody holds the lock; `None` if someone does (for work that can
     /// be left to the next writer, like the collection after `finalize-staged`).
     pub fn try_open_write(sysroot: &Path) -> Result<Option<Store>> {

@@ -36,8 +36,8 @@ pub(crate) fn lock(sysroot: &Sysroot, rep: &Reporter) -> Result<SysrootLock> {
     Ok(sysroot.lock(&|h| rep.waiting_for_lock(h))?)
 }
 
-/// The store's lock only: for `upgrade` and `switch`, which take the deployments lock
-/// themselves once the download is done.
+/// The store's lock only: for `switch`, which takes the deployments lock itself once the
+/// download is done.
 fn lock_store(sysroot: &Sysroot, rep: &Reporter) -> Result<SysrootLock> {
     Ok(sysroot.lock_store(&|h| rep.waiting_for_lock(h))?)
 }
@@ -160,8 +160,19 @@ fn upgrade(
     mode: UpgradeMode,
     apply: bool,
 ) -> Result<()> {
-    let lock = lock_store(sysroot, rep)?;
-    let staged = match sysroot.upgrade(&lock, mode, &RegistryOptions::from_env, rep)? {
+    // Two runs never overlap (the timer's and a manual one): another writer of the store
+    // means this one gives up at once, naming it.
+    let lock = sysroot.lock_store_unless_busy(&|h| rep.waiting_for_lock(h))?;
+    let outcome = sysroot.upgrade(&lock, mode, &RegistryOptions::from_env, rep)?;
+    if print_upgrade(g, outcome) && apply {
+        reboot(g)?;
+    }
+    Ok(())
+}
+
+/// Say what `upgrade` did; whether it staged something to reboot into.
+fn print_upgrade(g: &Global, outcome: UpgradeOutcome) -> bool {
+    match outcome {
         UpgradeOutcome::Unlocked(true) => {
             say(g, "Staged update will be applied at the next shutdown");
             false
@@ -182,6 +193,29 @@ fn upgrade(
             say(g, format_args!("  Digest: {}", update.manifest_digest));
             false
         }
+        UpgradeOutcome::StagedCurrent {
+            image,
+            staged,
+            download_only,
+        } => {
+            say(g, format_args!("No changes in: {image}"));
+            say(g, "Staged update present, not changed");
+            if let Some(v) = &staged.origin.version {
+                say(g, format_args!("  Version: {v}"));
+            }
+            say(
+                g,
+                format_args!("  Digest: {}", staged.origin.manifest_digest),
+            );
+            if download_only {
+                say(
+                    g,
+                    "  Downloaded only: `ociboot upgrade --from-downloaded` lets the next \
+                     shutdown apply it",
+                );
+            }
+            false
+        }
         UpgradeOutcome::AlreadyStaged => {
             say(g, "Staged update present, not changed");
             true
@@ -190,15 +224,27 @@ fn upgrade(
             say(g, "No update available.");
             false
         }
+        UpgradeOutcome::GivenUp { deployment, health } => {
+            say(
+                g,
+                format_args!(
+                    "No update available: {} is what deployment {} ran, and the boot loader \
+                     gave up on it{}; waiting for a newer image",
+                    deployment.origin.manifest_digest,
+                    deployment.key(),
+                    health
+                        .filter(|h| !h.failed.is_empty())
+                        .map(|h| format!(" (failed: {})", h.summary()))
+                        .unwrap_or_default()
+                ),
+            );
+            false
+        }
         UpgradeOutcome::Staged(d) => {
             print_queued(g, &d);
             true
         }
-    };
-    if staged && apply {
-        reboot(g)?;
     }
-    Ok(())
 }
 
 fn switch(

@@ -1,12 +1,13 @@
 //! The update algorithms of `upgrade` and `switch`: which image a host follows (the staged
-//! deployment's, else the booted one's), `upgrade --check` (manifest and config only, result
-//! cached in the booted origin), a staged update already present (a download-only one
-//! unlocked), and otherwise pull, stage and collect garbage.
+//! deployment's, else the booted one's), `upgrade --check` (the manifest, and the config of a
+//! new image; the result cached in the booted origin; an update already staged is reported as
+//! such), a staged update already present (a download-only one unlocked), and otherwise pull,
+//! stage and collect garbage. Whether anything changed is decided from the manifest alone.
 //!
 //! These decide and return what happened; they must never print, prompt or reboot (the CLI
 //! does, from the result), and never stage without the [`SysrootLock`].
 
-use ociboot_oci::{fetch_image, open_source, ImageReference, RegistryOptions};
+use ociboot_oci::{fetch_config, fetch_manifest, open_source, ImageReference, RegistryOptions};
 use ociboot_store::PullProgress;
 
 use super::{Deployment, State, Sysroot, SysrootLock};
@@ -47,10 +48,28 @@ pub enum UpgradeOutcome {
         /// What its source serves now: manifest digest, version, timestamp, architecture.
         update: CachedUpdate,
     },
+    /// `--check`: what the followed image's source serves now is the deployment already
+    /// staged: nothing newer to fetch.
+    StagedCurrent {
+        /// The followed image (the staged deployment's).
+        image: ImageReference,
+        /// The staged deployment.
+        staged: Box<Deployment>,
+        /// Staged by `--download-only`: not applied at shutdown until `--from-downloaded`.
+        download_only: bool,
+    },
     /// The update is the one already staged (unlocked unless `download_only`).
     AlreadyStaged,
     /// The followed image is what is booted.
     NoUpdate,
+    /// What the source serves is an image whose deployment the boot loader gave up on (it
+    /// failed its tries): not staged again until the source serves another one.
+    GivenUp {
+        /// The deployment given up on.
+        deployment: Box<Deployment>,
+        /// Its last health verdict, if one was recorded.
+        health: Option<crate::health::Verdict>,
+    },
     /// Pulled and staged for the next boot.
     Staged(Box<Deployment>),
 }
@@ -123,19 +142,29 @@ impl Sysroot {
         let spec = followed(&state, &booted);
         let opts = reg()?;
         let mut src = open_source(&spec, &opts)?;
-        let f = fetch_image(src.as_mut())?;
-        drop(src);
+        // The manifest alone says whether anything changed: with no update, nothing more is
+        // fetched (the timer's run costs one manifest).
+        let m = fetch_manifest(src.as_mut())?;
+        let staged = state
+            .staged
+            .as_ref()
+            .filter(|(d, _)| d.origin.manifest_digest == m.digest);
+        if let Some(d) = state.given_up(&m.digest) {
+            return Ok(UpgradeOutcome::GivenUp {
+                deployment: Box::new(d.clone()),
+                health: state.health.get(&d.key()).cloned(),
+            });
+        }
         if let UpgradeMode::Stage { download_only } = mode {
-            if let Some((d, info)) = &state.staged {
-                if d.origin.manifest_digest == f.manifest_digest {
-                    if info.locked && !download_only {
-                        deployments()?;
-                        self.unlock_staged(lock)?;
-                    }
-                    return Ok(UpgradeOutcome::AlreadyStaged);
+            drop(src);
+            if let Some((_, info)) = staged {
+                if info.locked && !download_only {
+                    deployments()?;
+                    self.unlock_staged(lock)?;
                 }
+                return Ok(UpgradeOutcome::AlreadyStaged);
             }
-            if f.manifest_digest == booted.origin.manifest_digest {
+            if m.digest == booted.origin.manifest_digest {
                 return Ok(UpgradeOutcome::NoUpdate);
             }
             let pulled = store.pull(&spec, &opts, progress)?;
@@ -146,23 +175,36 @@ impl Sysroot {
             self.gc(lock, &[], false)?;
             return Ok(UpgradeOutcome::Staged(Box::new(d)));
         }
-        // --check: only the booted origin's cached update changes.
-        deployments()?;
-        if f.manifest_digest == booted.origin.manifest_digest {
-            self.set_cached_update(lock, &booted, None)?;
-            return Ok(UpgradeOutcome::NoChanges { image: spec });
-        }
-        let update = CachedUpdate {
-            manifest_digest: f.manifest_digest,
-            version: ociboot_oci::manifest::version_label(&f.config),
-            timestamp: ociboot_oci::manifest::created_timestamp(&f.config),
-            architecture: f.config.architecture().to_string(),
+        // --check: only the booted origin's cached update changes; the config (for the
+        // version) is fetched only for an update not yet staged.
+        let outcome = if let Some((d, info)) = staged {
+            UpgradeOutcome::StagedCurrent {
+                image: spec,
+                staged: Box::new(d.clone()),
+                download_only: info.locked,
+            }
+        } else if m.digest == booted.origin.manifest_digest {
+            UpgradeOutcome::NoChanges { image: spec }
+        } else {
+            let f = fetch_config(src.as_mut(), m)?;
+            UpgradeOutcome::Available {
+                image: spec,
+                update: CachedUpdate {
+                    manifest_digest: f.manifest_digest,
+                    version: ociboot_oci::manifest::version_label(&f.config),
+                    timestamp: ociboot_oci::manifest::created_timestamp(&f.config),
+                    architecture: f.config.architecture().to_string(),
+                },
+            }
         };
-        self.set_cached_update(lock, &booted, Some(update.clone()))?;
-        Ok(UpgradeOutcome::Available {
-            image: spec,
-            update,
-        })
+        drop(src);
+        deployments()?;
+        let cached = match &outcome {
+            UpgradeOutcome::Available { update, .. } => Some(update.clone()),
+            _ => None,
+        };
+        self.set_cached_update(lock, &booted, cached)?;
+        Ok(outcome)
     }
 
     /// `switch`: follow `target` from now on; pull and stage it. With `retain`, the booted

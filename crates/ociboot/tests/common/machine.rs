@@ -45,11 +45,11 @@ impl Machine {
         self.h.fails(args)
     }
 
-    /// The entries as systemd-boot 252 sorts them, default first: (options, linux, initrd).
+    /// The entry file names as systemd-boot 252 sorts them, default first.
     /// loader.conf must not name a default (boot counting renames entry files); entries the
     /// loader gave up on (`+0` in the file name) go last, the others by `version`, highest
     /// first (all of ociboot's share one `sort-key`).
-    pub fn entries(&self) -> Vec<(String, String, Option<String>)> {
+    pub fn sorted_entry_names(&self) -> Vec<String> {
         let conf = std::fs::read_to_string(self.root().join("boot/loader/loader.conf")).unwrap();
         assert!(
             !conf.lines().any(|l| l.trim_start().starts_with("default")),
@@ -76,7 +76,15 @@ impl Machine {
             })
             .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
-        named.iter().map(|(_, _, name)| self.entry(name)).collect()
+        named.into_iter().map(|(_, _, name)| name).collect()
+    }
+
+    /// The entries as systemd-boot 252 sorts them, default first: (options, linux, initrd).
+    pub fn entries(&self) -> Vec<(String, String, Option<String>)> {
+        self.sorted_entry_names()
+            .iter()
+            .map(|name| self.entry(name))
+            .collect()
     }
 
     /// The names of the `*.conf` files in loader/entries, sorted.
