@@ -290,6 +290,20 @@ pub fn read_entries(boot: &Path) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// The names in a directory.
+fn names_in(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for de in std::fs::read_dir(dir).at("reading", dir)? {
+        out.push(
+            de.at("reading", dir)?
+                .file_name()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    Ok(out)
+}
+
 /// Write `data` to `dir/name` atomically, through a temporary name the loader ignores.
 /// Unchanged files are left alone.
 fn replace_file(dir: &Path, name: &str, data: &[u8]) -> Result<bool> {
@@ -328,12 +342,7 @@ pub fn write_entries(boot: &Path, entries: &[Entry], before_commit: impl FnOnce(
     }
     // Versions on disk, read leniently: a damaged file is replaced or removed below.
     let mut present: Vec<(String, Option<String>, u32)> = Vec::new();
-    for de in std::fs::read_dir(&dir).at("reading", &dir)? {
-        let name = de
-            .at("reading", &dir)?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
+    for name in names_in(&dir)? {
         if counter::split_name(&name).is_none() {
             continue;
         }
@@ -386,12 +395,7 @@ pub fn write_entries(boot: &Path, entries: &[Entry], before_commit: impl FnOnce(
         )?;
         ociboot_fs::fsync_dir(&loader)?;
     }
-    for de in std::fs::read_dir(&dir).at("reading", &dir)? {
-        let name = de
-            .at("reading", &dir)?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
+    for name in names_in(&dir)? {
         // Entries of deployments gone from the order, and the temporary file of a write a
         // crash interrupted.
         if (counter::split_name(&name).is_some() && !live.contains(&name))

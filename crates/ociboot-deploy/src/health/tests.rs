@@ -1,3 +1,6 @@
+//! Health checks as an admin and an image write them: configuration, discovery with overrides
+//! and disabling, failing, hanging and wanted checks, and what a failed boot does next.
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};

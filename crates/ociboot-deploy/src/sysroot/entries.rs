@@ -158,11 +158,13 @@ fn options(d: &Deployment) -> String {
     options
 }
 
-/// Refuse an image without a regular, static ELF `usr/bin/ociboot`: its entry would start
-/// something else as init (or the image's own init, which does not set up the root). The
-/// same check as `install to-disk`'s and `container lint`'s.
+/// Refuse an image that cannot boot: without one kernel and its initramfs, or without a
+/// regular, static ELF `usr/bin/ociboot` (its entry would start something else as init, or
+/// the image's own init, which does not set up the root). The one bootability check, the same
+/// as `install to-disk`'s and `container lint`'s ([`crate::lint::check_bootable`]), run before
+/// anything names the deployment.
 pub(super) fn check_init(root: &Path, image: &str) -> Result<()> {
-    crate::lint::static_init(root)
+    crate::lint::check_bootable(root)
         .map(|_| ())
         .map_err(|e| crate::Error::Invalid(format!("{image}: {e}")))
 }
@@ -210,6 +212,13 @@ mod tests {
         // A static ELF (no PT_INTERP) is the init.
         let elf = crate::lint::elf::tests::fake_elf(&[1]);
         std::fs::write(d.root.join(INIT_IN_IMAGE), elf).unwrap();
+        // Not bootable yet: no kernel.
+        let e = check_init(&d.root, "img").unwrap_err().to_string();
+        assert!(e.starts_with("img: ") && e.contains("kernel"), "{e}");
+        let k = d.root.join("usr/lib/modules/6.1.0-1");
+        std::fs::create_dir_all(&k).unwrap();
+        std::fs::write(k.join("vmlinuz"), "k").unwrap();
+        std::fs::write(k.join("initramfs.img"), "i").unwrap();
         check_init(&d.root, "img").unwrap();
         std::fs::write(
             d.root.join("usr/etc/os-release"),
