@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -68,29 +68,6 @@ fn host(name: &str, script: &str, env: &[(&str, &Path)]) -> f64 {
         "README quick start block `{name}` failed: {st}"
     );
     t.elapsed().as_secs_f64()
-}
-
-/// The test unit that runs each boot's step, as a tree for `OCIBOOT_BASE_ADD`.
-fn step_runner_tree(dir: &Path) -> PathBuf {
-    let t = dir.join("base-add");
-    let unit = t.join("usr/lib/systemd/system");
-    std::fs::create_dir_all(unit.join("multi-user.target.wants")).unwrap();
-    std::fs::create_dir_all(t.join("usr/libexec")).unwrap();
-    let guest = repo_root().join("tests/vm/guest");
-    std::fs::copy(
-        guest.join("ociboot-vmtest.service"),
-        unit.join("ociboot-vmtest.service"),
-    )
-    .unwrap();
-    let runner = t.join("usr/libexec/ociboot-vmtest");
-    std::fs::copy(guest.join("ociboot-vmtest"), &runner).unwrap();
-    std::fs::set_permissions(&runner, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::os::unix::fs::symlink(
-        "../ociboot-vmtest.service",
-        unit.join("multi-user.target.wants/ociboot-vmtest.service"),
-    )
-    .unwrap();
-    t
 }
 
 /// Stops the README's registry when the test ends, whatever happened.

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,36 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Start `docker-registry` on DIR/config.yml and wait until it answers on `port`.
+fn serve(dir: &Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("registry.log"))
+        .unwrap();
+    let mut child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("docker-registry (Debian package docker-registry) must be installed");
+    let start = Instant::now();
+    let problem = loop {
+        match http_status(port, "/v2/") {
+            Some(200 | 401) => return child,
+            Some(code) => break format!("registry answered {code}"),
+            None if start.elapsed() > Duration::from_secs(15) => {
+                break "registry did not start".to_string()
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{problem} (log: {})", dir.join("registry.log").display());
+}
+
 impl Registry {
     pub fn start(auth: Option<(&str, &str)>) -> Registry {
         let dir = scratch("registry");
@@ -51,32 +81,38 @@ impl Registry {
             ));
         }
         std::fs::write(dir.path().join("config.yml"), conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry (Debian package docker-registry) must be installed");
-        let start = Instant::now();
-        loop {
-            if let Some(code) = http_status(port, "/v2/") {
-                assert!(code == 200 || code == 401, "registry answered {code}");
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "registry did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = serve(dir.path(), port);
         Registry {
             dir,
             port,
             child,
             auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
         }
+    }
+
+    /// Stop the registry (its data stays): clients now find nothing listening on its port.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start it again on the same port with the same data (after `stop`).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = serve(self.dir.path(), self.port);
+    }
+
+    /// Bytes the registry process has written so far (`wchar` of /proc/PID/io: sockets and
+    /// sendfile included): served blobs show up here while a client pulls.
+    pub fn bytes_written(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/io", self.child.id()))
+            .ok()
+            .and_then(|io| {
+                io.lines()
+                    .find_map(|l| l.strip_prefix("wchar: "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
     }
 
     pub fn host(&self) -> String {

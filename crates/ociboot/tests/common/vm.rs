@@ -4,6 +4,12 @@
 //! image's `ociboot-vmtest.service` (tests/vm/guest/) runs it and powers off. The step's output
 //! comes back on the second serial port; the first is the console (firmware, kernel, systemd).
 //! Serial logs of every boot are kept under target/vm-logs/.
+//!
+//! `Vm::boot` waits for the step and its power-off; `Vm::boot_and_cut` cuts the power after a
+//! marker; `Vm::boot_observed` lets the guest end the boot itself (its own reboot or
+//! power-off: qemu runs with --no-reboot) while a watcher reads the logs and acts on the host.
+//! The step unit is ordered after boot-complete.target, systemd-bless-boot.service and
+//! ociboot-health-assess.service, so a step sees the boot blessed and assessed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -62,6 +68,38 @@ pub struct Boot {
     pub console: String,
     pub path: PathBuf,
     pub wall: Duration,
+    pub end: End,
+}
+
+/// How a boot ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum End {
+    /// The guest powered off (the kernel's last words: `reboot: Power down`).
+    PowerOff,
+    /// The guest rebooted (`reboot: Restarting system`); with --no-reboot qemu exits.
+    Reboot,
+    /// qemu exited with neither line on the console.
+    Exited,
+    /// The test cut the power.
+    Cut,
+}
+
+/// A boot in progress, as `Vm::boot_observed`'s watcher sees it.
+pub struct Running<'a> {
+    /// The step's port so far.
+    pub step: &'a str,
+    /// The console so far.
+    pub console: &'a str,
+    /// Since qemu started.
+    pub elapsed: Duration,
+}
+
+/// What a watcher wants done next.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    Wait,
+    /// Cut the power now.
+    Cut,
 }
 
 impl Boot {
@@ -264,6 +302,7 @@ impl Vm {
                     console: read_lossy(&path.with_extension("console.log")),
                     path: path.clone(),
                     wall: t.elapsed(),
+                    end: End::PowerOff,
                 };
                 if !st.success() {
                     b.fail(&format!("qemu exited with {st}: {err}"));
@@ -293,6 +332,7 @@ impl Vm {
                     console: read_lossy(&path.with_extension("console.log")),
                     path,
                     wall: t.elapsed(),
+                    end: End::Cut,
                 };
                 b.fail(&format!("boot {name} timed out after {limit:?}"));
             }
@@ -357,8 +397,119 @@ impl Vm {
             console: read_lossy(&path.with_extension("console.log")),
             path,
             wall: t.elapsed(),
+            end: End::Cut,
         }
     }
+
+    /// Boot with a step that only observes (it prints, then waits: nothing is typed in
+    /// between); the boot ends when the guest reboots or powers off by itself (qemu exits), when
+    /// `watch` answers `Act::Cut` (the power is cut), or fails after `limit`. `watch` sees the
+    /// logs so far every 100 ms and may act on the host meanwhile (push an image, stop the
+    /// registry). The step need not start: a boot that fails its health checks may reboot first.
+    pub fn boot_observed(
+        &mut self,
+        name: &str,
+        script: &str,
+        limit: Duration,
+        mut watch: impl FnMut(&Running) -> Act,
+    ) -> Boot {
+        let t = Instant::now();
+        let (mut child, path) = self.spawn(name, script);
+        let console = path.with_extension("console.log");
+        let end = loop {
+            if child.try_wait().unwrap().is_some() {
+                break None;
+            }
+            let (step, cons) = (read_lossy(&path), read_lossy(&console));
+            let r = Running {
+                step: &step,
+                console: &cons,
+                elapsed: t.elapsed(),
+            };
+            if watch(&r) == Act::Cut {
+                child.kill().unwrap();
+                break Some(End::Cut);
+            }
+            if t.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                Boot {
+                    log: step,
+                    console: cons,
+                    path,
+                    wall: t.elapsed(),
+                    end: End::Cut,
+                }
+                .fail(&format!("boot {name} did not end within {limit:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let st = child.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        let mut b = Boot {
+            log: read_lossy(&path),
+            console: read_lossy(&console),
+            path,
+            wall: t.elapsed(),
+            end: end.unwrap_or(End::Exited),
+        };
+        if b.end != End::Cut {
+            if !st.success() {
+                b.fail(&format!("qemu exited with {st}: {err}"));
+            }
+            if b.console.contains("reboot: Restarting system") {
+                b.end = End::Reboot;
+            } else if b.console.contains("reboot: Power down") {
+                b.end = End::PowerOff;
+            }
+        }
+        let step = if b.log.contains("OCIBOOT-STEP-BEGIN") {
+            format!("step started at guest uptime {:.1} s", b.uptime_at_step())
+        } else {
+            "the step never started".to_string()
+        };
+        self.timings.push(format!(
+            "{name}: {:.1} s wall, ended by {:?}, {step}",
+            b.wall.as_secs_f64(),
+            b.end
+        ));
+        eprintln!("{}: {}", self.name, self.timings.last().unwrap());
+        if b.log.contains("OCIBOOT-STEP-BEGIN") {
+            eprintln!(
+                "---- boot {} ({name}), in the guest:\n{}\n----",
+                self.boots,
+                b.transcript()
+            );
+        }
+        b
+    }
+}
+
+/// The test unit that runs each boot's step, as a tree for scripts/make-base-image's
+/// `OCIBOOT_BASE_ADD` (vm_quickstart and vm_unattended: the same tree, so one cached base image).
+pub fn step_runner_tree(dir: &Path) -> PathBuf {
+    let t = dir.join("base-add");
+    let unit = t.join("usr/lib/systemd/system");
+    std::fs::create_dir_all(unit.join("multi-user.target.wants")).unwrap();
+    std::fs::create_dir_all(t.join("usr/libexec")).unwrap();
+    let guest = repo_root().join("tests/vm/guest");
+    std::fs::copy(
+        guest.join("ociboot-vmtest.service"),
+        unit.join("ociboot-vmtest.service"),
+    )
+    .unwrap();
+    let runner = t.join("usr/libexec/ociboot-vmtest");
+    std::fs::copy(guest.join("ociboot-vmtest"), &runner).unwrap();
+    std::fs::set_permissions(&runner, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(
+        "../ociboot-vmtest.service",
+        unit.join("multi-user.target.wants/ociboot-vmtest.service"),
+    )
+    .unwrap();
+    t
 }
 
 /// The serial log: firmware menus and kernel messages are not all UTF-8.
