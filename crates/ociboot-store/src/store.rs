@@ -101,8 +101,8 @@ impl Store {
         })
     }
 
-    /// Open for writing: creates the layout, takes the exclusive lock, clears stale staging.
-    pub fn open_write(sysroot: &Path, waiting: &dyn Fn(&str)) -> Result<Store> {
+    /// `<sysroot>/ociboot/lock`, its directory made if needed; the sysroot must exist.
+    fn lock_file(sysroot: &Path) -> Result<PathBuf> {
         if !sysroot.is_dir() {
             return Err(Error::NotFound(format!(
                 "sysroot {} is not a directory",
@@ -111,22 +111,19 @@ impl Store {
         }
         let base = sysroot.join("ociboot");
         ensure_dir(&base)?;
-        let l = lock::acquire(&base.join("lock"), "store", true, waiting)?;
+        Ok(base.join("lock"))
+    }
+
+    /// Open for writing: creates the layout, takes the exclusive lock, clears stale staging.
+    pub fn open_write(sysroot: &Path, waiting: &dyn Fn(&str)) -> Result<Store> {
+        let l = lock::acquire(&Self::lock_file(sysroot)?, "store", true, waiting)?;
         Self::open_locked(sysroot, l)
     }
 
     /// Open for writing unless another writer holds the lock: then [`Error::Busy`] names it,
     /// and the store is left as it is. Readers holding it are waited for (`waiting` is told).
     pub fn open_write_unless_written(sysroot: &Path, waiting: &dyn Fn(&str)) -> Result<Store> {
-        if !sysroot.is_dir() {
-            return Err(Error::NotFound(format!(
-                "sysroot {} is not a directory",
-                sysroot.display()
-            )));
-        }
-        let base = sysroot.join("ociboot");
-        ensure_dir(&base)?;
-        let l = lock::acquire_unless_written(&base.join("lock"), "store", waiting)?;
+        let l = lock::acquire_unless_written(&Self::lock_file(sysroot)?, "store", waiting)?;
         Self::open_locked(sysroot, l)
     }
 

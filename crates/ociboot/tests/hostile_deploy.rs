@@ -26,18 +26,7 @@ fn layout(tag: &str) -> String {
 }
 
 fn install_v1(m: &Machine) {
-    m.ok(&[
-        "install",
-        "to-filesystem",
-        "--source-imgref",
-        &format!("oci:{}", layout("v1")),
-        "--root-mount-spec",
-        "UUID=0a1b2c3d",
-        "--bootloader",
-        "none",
-        m.root().to_str().unwrap(),
-    ]);
-    m.reboot();
+    m.install_booted(&format!("oci:{}", layout("v1")));
 }
 
 /// A host directory the image points at, with files in it; returns its listing with content.

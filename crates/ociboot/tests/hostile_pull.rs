@@ -127,18 +127,7 @@ fn run_within(cmd: &mut Command, secs: u64) -> Output {
 /// Booted v2 with v1 as the rollback deployment.
 fn booted_v2_with_rollback(name: &str) -> Machine {
     let m = Machine::hostile(name);
-    m.ok(&[
-        "install",
-        "to-filesystem",
-        "--source-imgref",
-        &os_tag("v1"),
-        "--root-mount-spec",
-        "UUID=0a1b2c3d",
-        "--bootloader",
-        "none",
-        m.root().to_str().unwrap(),
-    ]);
-    m.reboot();
+    m.install_booted(&os_tag("v1"));
     m.ok(&["switch", "--transport", "oci", &os_tag("v2")[4..]]);
     m.ok(&["finalize-staged"]);
     m.reboot();

@@ -68,18 +68,7 @@ fn booted_from(name: &str, registry_host: &str, image: &str) -> Machine {
     std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     m.h.env.push(("PATH".into(), path));
-    m.ok(&[
-        "install",
-        "to-filesystem",
-        "--source-imgref",
-        &format!("docker://{image}"),
-        "--root-mount-spec",
-        "UUID=0a1b2c3d",
-        "--bootloader",
-        "none",
-        m.root().to_str().unwrap(),
-    ]);
-    m.reboot();
+    m.install_booted(&format!("docker://{image}"));
     m
 }
 

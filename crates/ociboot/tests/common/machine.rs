@@ -33,6 +33,22 @@ impl Machine {
         m
     }
 
+    /// `install to-filesystem` of `source` (root=UUID=0a1b2c3d, no bootloader), then boot it.
+    pub fn install_booted(&self, source: &str) {
+        self.ok(&[
+            "install",
+            "to-filesystem",
+            "--source-imgref",
+            source,
+            "--root-mount-spec",
+            "UUID=0a1b2c3d",
+            "--bootloader",
+            "none",
+            self.root().to_str().unwrap(),
+        ]);
+        self.reboot();
+    }
+
     pub fn root(&self) -> PathBuf {
         self.h.sysroot()
     }
